@@ -1,0 +1,32 @@
+# `make run` and `make test` set everything up on a fresh clone; nothing needs doing by hand.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-stamp
+
+.PHONY: setup run test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+run: setup
+	$(PY) -m proxy serve --config config.example.toml
+
+# pytest exits 5 when a selection runs no test; that is a failure of the selection, say so.
+test: setup
+	$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "no tests were collected"; fi; exit $$rc
+
+lint: setup
+	$(VENV)/bin/ruff check proxy store learner tests bench
+	$(VENV)/bin/mypy
+
+bench: setup
+	$(PY) bench/overhead.py --markdown bench/RESULTS.md
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

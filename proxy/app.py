@@ -1,0 +1,66 @@
+"""The application factory: everything a running proxy owns is opened and closed here.
+
+`create_app(config)` builds an `aiohttp.web.Application` with no module-level state: the
+upstream session, the database workers and the trace writer live on the app (under `STATE`)
+and are opened and closed by one cleanup context, so a test can run several proxies side by
+side and shutdown always drains the trace queue before the database closes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from proxy import handlers
+from proxy.config import Config
+from proxy.forwarding import create_session
+from proxy.skillbook_cache import SkillbookCache
+from proxy.state import STATE, ProxyState
+from proxy.trace_writer import TraceWriter
+from store.migrations import migrate
+from store.worker import DatabaseWorker
+
+log = logging.getLogger("skillproxy")
+
+
+def create_app(config: Config) -> web.Application:
+    app = web.Application(client_max_size=config.server.max_body_bytes)
+    app.cleanup_ctx.append(_lifecycle(config))
+    add_routes(app)
+    return app
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", handlers.healthz)
+    app.router.add_route("*", "/v1/{tail:.*}", handlers.proxy_v1)
+    app.router.add_route("*", "/sb/{skillbook}/v1/{tail:.*}", handlers.proxy_v1)
+
+
+def _lifecycle(config: Config):  # type: ignore[no-untyped-def]
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        db = DatabaseWorker(config.store.path, name="db")
+        trace_db = DatabaseWorker(config.store.path, name="traces")
+        applied = await db.run(migrate)
+        if applied:
+            log.info("applied migrations: %s", ", ".join(applied))
+        session = create_session(config.upstream)
+        traces = TraceWriter(trace_db, config.traces)
+        traces.start()
+        cache = SkillbookCache(db, config.skillbook)
+        await cache.refresh()
+        cache.start()
+        app[STATE] = ProxyState(
+            config=config, session=session, traces=traces, db=db, skillbooks=cache
+        )
+        try:
+            yield
+        finally:
+            await cache.close()
+            await traces.close()
+            await session.close()
+            trace_db.close()
+            db.close()
+
+    return lifecycle

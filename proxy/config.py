@@ -1,0 +1,144 @@
+"""One frozen, typed configuration: defaults < TOML file < environment < command line.
+
+Every setting lives in a section of the TOML file (`[server] port = 8080`) and can be
+overridden by an environment variable named `SKILLPROXY_<SECTION>__<KEY>` in upper case
+(`SKILLPROXY_SERVER__PORT=9000`). Unknown keys, unknown `SKILLPROXY_*` variables and
+malformed values stop the start with a message naming the key, because a typo that is
+silently ignored is a proxy that quietly does the wrong thing in production.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ENV_PREFIX = "SKILLPROXY_"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the offending key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    default_skillbook: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class UpstreamConfig(_Section):
+    openai_base_url: str = "https://api.openai.com/v1"
+    anthropic_base_url: str = "https://api.anthropic.com"
+    api_key: str = ""
+    anthropic_api_key: str = ""
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    read_timeout_s: float = Field(default=600.0, gt=0)
+    max_connections: int = Field(default=0, ge=0)
+
+
+class StoreConfig(_Section):
+    path: str = "skillproxy.db"
+
+
+class TracesConfig(_Section):
+    queue_size: int = Field(default=10_000, gt=0)
+    on_full: Literal["drop", "block"] = "drop"
+    block_timeout_ms: int = Field(default=50, ge=0)
+    batch_size: int = Field(default=500, gt=0)
+    flush_interval_ms: int = Field(default=200, gt=0)
+
+
+class AdminConfig(_Section):
+    token: str = ""
+
+
+class SkillbookConfig(_Section):
+    token_budget: int = Field(default=800, ge=0)
+    ranking: Literal["usefulness", "relevance"] = "usefulness"
+    auto_approve: bool = False
+    refresh_interval_ms: int = Field(default=500, gt=0)
+
+
+class Config(_Section):
+    server: ServerConfig = ServerConfig()
+    upstream: UpstreamConfig = UpstreamConfig()
+    store: StoreConfig = StoreConfig()
+    traces: TracesConfig = TracesConfig()
+    admin: AdminConfig = AdminConfig()
+    skillbook: SkillbookConfig = SkillbookConfig()
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Config:
+    """Build the config from an optional TOML file, the environment and explicit overrides.
+
+    `overrides` is `{section: {key: value}}`, used by the command line; `None` values are skipped.
+    """
+    data: dict[str, dict[str, Any]] = {}
+    if path is not None:
+        _merge(data, _read_toml(Path(path)), source=str(path))
+    _merge(data, _from_environ(os.environ if environ is None else environ), source="environment")
+    if overrides:
+        cleaned = {s: {k: v for k, v in kv.items() if v is not None} for s, kv in overrides.items()}
+        _merge(data, cleaned, source="command line")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _from_environ(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    sections = Config.model_fields
+    found: dict[str, dict[str, Any]] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        section, sep, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        if not sep or section not in sections or not key:
+            raise ConfigError(
+                f"unknown environment variable {name}: expected {ENV_PREFIX}<SECTION>__<KEY> "
+                f"with a section among {', '.join(sections)}"
+            )
+        found.setdefault(section, {})[key] = value
+    return found
+
+
+def _merge(into: dict[str, dict[str, Any]], new: Mapping[str, Any], *, source: str) -> None:
+    for section, values in new.items():
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{source}: [{section}] must be a table of settings, got {values!r}")
+        into.setdefault(section, {}).update(values)
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"unknown setting {key!r}")
+        else:
+            lines.append(f"invalid setting {key!r}: {err['msg']} (got {err.get('input')!r})")
+    return "; ".join(lines)

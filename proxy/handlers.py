@@ -1,0 +1,152 @@
+"""Thin request handlers: parse, choose the skillbook, forward, relay, hand the trace over.
+
+Rules live elsewhere (routing, forwarding, tracing); a handler only strings them together and
+makes sure that, whatever happens, the exchange is recorded once and the client gets an answer
+in its own wire format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from proxy import errors
+from proxy.credentials import apply_upstream_key, client_key, fingerprint
+from proxy.forwarding import is_timeout, relay, upstream_headers
+from proxy.injection import inject, opted_out
+from proxy.routing import SKILLBOOK_HEADER, Route, choose_skillbook, classify, upstream_url
+from proxy.state import STATE, ProxyState
+from proxy.tracing import TraceRecord, new_trace_id
+
+SESSION_HEADER = "X-Session-Id"
+
+
+async def healthz(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    return web.json_response({"status": "ok", "traces": state.traces.stats.as_dict()})
+
+
+async def proxy_v1(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    started = time.perf_counter()
+    tail = request.match_info["tail"]
+    route = classify(request.method, tail)
+    record = TraceRecord(
+        id=new_trace_id(),
+        created_at=time.time(),
+        skillbook=state.config.server.default_skillbook,
+        method=request.method,
+        path=f"/v1/{tail}" + (f"?{request.query_string}" if request.query_string else ""),
+        format=route.format.name if route.format else None,
+        request_content_type=request.headers.get("Content-Type", ""),
+        session_id=request.headers.get(SESSION_HEADER),
+    )
+    key = client_key(request.headers)
+    record.key_fingerprint = fingerprint(key) if key else None
+    try:
+        record.skillbook = _skillbook(request, state)
+        extra = {"X-Trace-Id": record.id, "X-Skillbook": record.skillbook}
+        body = await _read_body(request, state)
+        record.request_body = body
+        if route.format is not None:
+            payload = _parse_json(body)
+            model = payload.get("model")
+            record.model = model if isinstance(model, str) else None
+            record.stream = payload.get("stream") is True
+            if not opted_out(request.headers):
+                body = inject(state.skillbooks, route.format, payload, record, extra) or body
+        return await _forward(request, state, route, tail, body, record, extra, started)
+    except errors.ProxyError as exc:
+        record.status = exc.status
+        record.error = str(exc)
+        return _error(request, exc, route, record)
+    except asyncio.CancelledError:  # the client left while we waited on the provider
+        record.client_disconnected = True
+        record.error = record.error or "client disconnected"
+        raise
+    finally:
+        record.latency_ms = (time.perf_counter() - started) * 1000
+        await state.traces.submit(record)
+
+
+def _skillbook(request: web.Request, state: ProxyState) -> str:
+    try:
+        return choose_skillbook(
+            request.match_info.get("skillbook"),
+            request.headers.get(SKILLBOOK_HEADER),
+            state.config.server.default_skillbook,
+        )
+    except ValueError as exc:
+        raise errors.invalid_request(str(exc), "invalid_skillbook") from None
+
+
+async def _read_body(request: web.Request, state: ProxyState) -> bytes:
+    limit = state.config.server.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise errors.body_too_large(limit)
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise errors.body_too_large(limit) from None
+
+
+def _parse_json(body: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:
+        raise errors.invalid_json(str(exc)) from None
+    if not isinstance(payload, dict):
+        raise errors.invalid_request("The request body must be a JSON object.", "invalid_body")
+    return payload
+
+
+async def _forward(
+    request: web.Request,
+    state: ProxyState,
+    route: Route,
+    tail: str,
+    body: bytes,
+    record: TraceRecord,
+    extra: dict[str, str],
+    started: float,
+) -> web.StreamResponse:
+    upstream = state.config.upstream
+    base = upstream.anthropic_base_url if route.anthropic else upstream.openai_base_url
+    headers = upstream_headers(request.headers)
+    apply_upstream_key(
+        headers,
+        key=upstream.anthropic_api_key if route.anthropic else upstream.api_key,
+        anthropic=route.anthropic,
+    )
+    try:
+        async with state.session.request(
+            request.method,
+            upstream_url(base, tail, request.query_string),
+            data=body if body else None,
+            headers=headers,
+            allow_redirects=False,
+        ) as answer:
+            response = await relay(request, answer, record, extra, started)
+            if record.client_disconnected:
+                answer.close()  # drop the connection: the provider sees the request cancelled
+                record.error = "client disconnected"
+            return response
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        if is_timeout(exc):
+            raise errors.upstream_timeout(upstream.read_timeout_s) from None
+        raise errors.upstream_unreachable(f"{type(exc).__name__}: {exc}") from None
+
+
+def _error(
+    request: web.Request, err: errors.ProxyError, route: Route, record: TraceRecord
+) -> web.Response:
+    response = errors.error_response(err, anthropic=route.anthropic, trace_id=record.id)
+    record.response_content_type = "application/json"
+    assert isinstance(response.body, bytes)
+    record.keep_chunk(response.body)
+    return response

@@ -1,0 +1,128 @@
+"""Which skills deserve the budget first.
+
+Usefulness is the lower bound of a Wilson score interval on helpful / (helpful + harmful),
+with one pseudo-vote each way, so one lucky vote never outranks forty earned ones, an untested
+skill sits above a proven-harmful one, and neutral votes do not move the rank. Ties break by
+age (older first), then id, so the order is stable across processes and restarts.
+
+Relevance (an opt-in per skillbook) ranks by word overlap with the latest user message,
+weighted by how rare each word is among the skillbook's skills, then by usefulness.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+Z = 1.96
+_WORD = re.compile(r"[a-z0-9]{3,}")
+STOPWORDS = frozenset(
+    [
+        "the",
+        "and",
+        "for",
+        "that",
+        "this",
+        "with",
+        "you",
+        "your",
+        "are",
+        "was",
+        "not",
+        "but",
+        "have",
+        "has",
+        "had",
+        "they",
+        "them",
+        "then",
+        "than",
+        "when",
+        "what",
+        "which",
+        "who",
+        "how",
+        "all",
+        "any",
+        "can",
+        "will",
+        "would",
+        "should",
+        "could",
+        "into",
+        "from",
+        "about",
+        "there",
+        "their",
+        "its",
+        "it's",
+        "our",
+        "out",
+        "use",
+        "also",
+        "only",
+        "just",
+        "more",
+        "most",
+        "some",
+        "such",
+        "very",
+    ]
+)
+
+
+def usefulness(helpful: int, harmful: int) -> float:
+    n = helpful + harmful + 2
+    p = (helpful + 1) / n
+    denominator = 1 + Z * Z / n
+    centre = p + Z * Z / (2 * n)
+    margin = Z * math.sqrt(p * (1 - p) / n + Z * Z / (4 * n * n))
+    return (centre - margin) / denominator
+
+
+@dataclass(frozen=True, slots=True)
+class RankedSkill:
+    id: str
+    section: str
+    content: str
+    score: float
+    created_at: float
+    words: frozenset[str]
+
+
+def words(text: str) -> frozenset[str]:
+    return frozenset(w for w in _WORD.findall(text.lower()) if w not in STOPWORDS)
+
+
+def by_usefulness(skills: Iterable[dict[str, object]]) -> list[RankedSkill]:
+    ranked = [
+        RankedSkill(
+            id=str(s["id"]),
+            section=str(s["section"]),
+            content=str(s["content"]),
+            score=usefulness(int(s["helpful"]), int(s["harmful"])),  # type: ignore[call-overload]
+            created_at=float(s["created_at"]),  # type: ignore[arg-type]
+            words=words(f"{s['section']} {s['content']}"),
+        )
+        for s in skills
+    ]
+    ranked.sort(key=lambda r: (-r.score, r.created_at, r.id))
+    return ranked
+
+
+def by_relevance(ranked: Sequence[RankedSkill], query: str) -> list[RankedSkill]:
+    """Re-order an already usefulness-ranked list by overlap with `query` (stable on ties)."""
+    asked = words(query)
+    if not asked:
+        return list(ranked)
+    total = len(ranked)
+    frequency: dict[str, int] = {}
+    for skill in ranked:
+        for word in skill.words & asked:
+            frequency[word] = frequency.get(word, 0) + 1
+    weight = {w: math.log(1 + total / f) for w, f in frequency.items()}
+    scored = [(sum(weight[w] for w in skill.words & asked), i) for i, skill in enumerate(ranked)]
+    scored.sort(key=lambda pair: (-pair[0], pair[1]))
+    return [ranked[i] for _, i in scored]

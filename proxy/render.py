@@ -1,0 +1,74 @@
+"""Turning ranked skills into the text appended to a system prompt, within a token budget.
+
+The text depends only on which skills are chosen and their order, never on the time or the
+request, so the bytes stay identical for every request of one skillbook version and provider
+prompt caches keep hitting. Skills are chosen greedily in rank order, each kept only if it still
+fits; the choice uses per-line token counts prepared once per version, and the final text is
+counted exactly once, dropping the last choice until it fits, so the budget is a hard limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from proxy.ranking import RankedSkill
+from proxy.tokens import count_tokens
+
+HEADER = (
+    "# Strategies learned from earlier conversations\n"
+    "Apply a strategy whenever its situation comes up."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    text: str
+    tokens: int
+    skill_ids: tuple[str, ...]
+
+
+EMPTY = Section("", 0, ())
+
+
+def render(chosen: Sequence[RankedSkill]) -> str:
+    """Group by section (sections alphabetical, skills in rank order inside each)."""
+    groups: dict[str, list[str]] = {}
+    for skill in chosen:
+        groups.setdefault(skill.section, []).append(skill.content)
+    parts = [HEADER]
+    for section in sorted(groups):
+        parts.append(f"\n## {section}")
+        parts.extend(f"- {content}" for content in groups[section])
+    return "\n".join(parts)
+
+
+def line_tokens(skill: RankedSkill, encoding: str) -> int:
+    return count_tokens(f"- {skill.content}\n", encoding)
+
+
+def fit(
+    ranked: Sequence[RankedSkill],
+    costs: Sequence[int],
+    budget: int,
+    encoding: str,
+    header_tokens: int,
+    section_tokens: dict[str, int],
+) -> Section:
+    """Choose skills in order while their estimated cost fits, then enforce the exact count."""
+    chosen: list[RankedSkill] = []
+    used = header_tokens
+    sections: set[str] = set()
+    for skill, cost in zip(ranked, costs, strict=True):
+        extra = cost + (0 if skill.section in sections else section_tokens[skill.section])
+        if used + extra <= budget:
+            chosen.append(skill)
+            sections.add(skill.section)
+            used += extra
+    while chosen:
+        text = render(chosen)
+        tokens = count_tokens(text, encoding)
+        if tokens <= budget:
+            return Section(text, tokens, tuple(skill.id for skill in chosen))
+        chosen.pop()
+    return EMPTY

@@ -1,0 +1,61 @@
+"""Which provider, wire format and skillbook a request belongs to, from its path and headers.
+
+Pure functions over strings, so the rules can be tested without a server.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from proxy.formats import CHAT, MESSAGES, RESPONSES, WireFormat
+
+SKILLBOOK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+SKILLBOOK_HEADER = "X-Skillbook"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    format: WireFormat | None
+    """The adapter whose body the proxy reads and may inject into; None = pass through."""
+    anthropic: bool
+    """Forward to the Anthropic upstream and speak Anthropic's error shape."""
+
+
+_PASS_OPENAI = Route(None, anthropic=False)
+_PASS_ANTHROPIC = Route(None, anthropic=True)
+_EXACT: dict[str, Route] = {
+    "chat/completions": Route(CHAT, anthropic=False),
+    "responses": Route(RESPONSES, anthropic=False),
+    "messages": Route(MESSAGES, anthropic=True),
+}
+
+
+def classify(method: str, tail: str) -> Route:
+    """`tail` is the path after `/v1/`. Only a POST creating a model response has a format."""
+    tail = tail.rstrip("/")
+    route = _EXACT.get(tail) if method == "POST" else None
+    if route is not None:
+        return route
+    if tail == "messages" or tail.startswith("messages/") or tail == "complete":
+        return _PASS_ANTHROPIC
+    return _PASS_OPENAI
+
+
+def choose_skillbook(path_name: str | None, header: str | None, default: str) -> str:
+    """Path prefix wins over header, header over the default. Raises ValueError if invalid."""
+    name = path_name or header or default
+    if not SKILLBOOK_NAME.match(name):
+        raise ValueError(
+            f"invalid skillbook name {name!r}: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def upstream_url(base: str, tail: str, query: str) -> str:
+    """Join the configured base (with or without `/v1`) and the client's path after `/v1/`."""
+    base = base.rstrip("/")
+    if not base.endswith("/v1"):
+        base += "/v1"
+    return f"{base}/{tail}" + (f"?{query}" if query else "")

@@ -1,0 +1,144 @@
+"""The rendered skillbooks every request reads, refreshed from the store in the background.
+
+A request pays a dictionary lookup: `section_for()` returns a `Section` prepared when the
+skillbook's version last moved. A background task polls the store's version numbers every
+`refresh_interval_ms`, so a change made through any proxy process sharing the database reaches
+this one within a second; only skillbooks whose version moved are re-ranked and re-rendered,
+on the database thread. If the store fails, the last good copy keeps being served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import sqlite_utils
+
+from proxy.config import SkillbookConfig
+from proxy.ranking import RankedSkill, by_relevance, by_usefulness
+from proxy.render import EMPTY, HEADER, Section, fit, line_tokens
+from proxy.tokens import ENCODINGS, count_tokens, encoding_name_for_model
+from store import skillbooks, skills
+from store.worker import DatabaseWorker
+
+log = logging.getLogger("skillproxy.skillbooks")
+RELEVANCE_CACHE_SIZE = 256
+
+
+@dataclass(slots=True)
+class Prepared:
+    """One skillbook version, ranked and measured once for each encoding."""
+
+    name: str
+    version: int
+    budget: int
+    ranking: str
+    ranked: list[RankedSkill]
+    costs: dict[str, list[int]]
+    header_tokens: dict[str, int]
+    section_tokens: dict[str, dict[str, int]]
+    static: dict[str, Section]
+    by_query: OrderedDict[tuple[str, tuple[str, ...]], Section] = field(default_factory=OrderedDict)
+
+    def section(self, encoding: str, query: Callable[[], str]) -> Section:
+        """The usefulness-ranked section, or, for relevance ranking, one chosen for `query()`."""
+        if self.ranking != "relevance" or not self.ranked:
+            return self.static[encoding]
+        order = by_relevance(self.ranked, query())
+        key = (encoding, tuple(skill.id for skill in order))
+        hit = self.by_query.get(key)
+        if hit is not None:
+            self.by_query.move_to_end(key)
+            return hit
+        index = {skill.id: i for i, skill in enumerate(self.ranked)}
+        costs = [self.costs[encoding][index[skill.id]] for skill in order]
+        result = fit(
+            order,
+            costs,
+            self.budget,
+            encoding,
+            self.header_tokens[encoding],
+            self.section_tokens[encoding],
+        )
+        self.by_query[key] = result
+        if len(self.by_query) > RELEVANCE_CACHE_SIZE:
+            self.by_query.popitem(last=False)
+        return result
+
+
+def prepare(db: sqlite_utils.Database, name: str, defaults: SkillbookConfig) -> Prepared:
+    """Load, rank and measure one skillbook; runs on the database thread."""
+    book = skillbooks.get(db, name)
+    settings = book["settings"]
+    budget = (
+        settings["token_budget"] if settings["token_budget"] is not None else defaults.token_budget
+    )
+    ranking = settings["ranking"] or defaults.ranking
+    ranked = by_usefulness(skills.active(db, name))
+    prepared = Prepared(name, book["version"], budget, ranking, ranked, {}, {}, {}, {})
+    for encoding in ENCODINGS:
+        costs = [line_tokens(skill, encoding) for skill in ranked]
+        header = count_tokens(HEADER + "\n", encoding)
+        sections = {s.section: count_tokens(f"\n## {s.section}\n", encoding) for s in ranked}
+        prepared.costs[encoding] = costs
+        prepared.header_tokens[encoding] = header
+        prepared.section_tokens[encoding] = sections
+        prepared.static[encoding] = fit(ranked, costs, budget, encoding, header, sections)
+    return prepared
+
+
+class SkillbookCache:
+    def __init__(self, worker: DatabaseWorker, defaults: SkillbookConfig) -> None:
+        self._worker = worker
+        self._defaults = defaults
+        self._entries: dict[str, Prepared] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.refresh_errors = 0
+
+    def get(self, name: str) -> Prepared | None:
+        return self._entries.get(name)
+
+    def section_for(
+        self, name: str, model: str | None, query: Callable[[], str]
+    ) -> tuple[Section, int | None]:
+        """The section to inject for a request, and the skillbook version it came from."""
+        entry = self._entries.get(name)
+        if entry is None:
+            return EMPTY, None
+        return entry.section(encoding_name_for_model(model), query), entry.version
+
+    async def refresh(self) -> None:
+        """Re-prepare every skillbook whose version moved since the last look."""
+        self._entries = await self._worker.run(self._refreshed, dict(self._entries))
+
+    def _refreshed(
+        self, db: sqlite_utils.Database, entries: dict[str, Prepared]
+    ) -> dict[str, Prepared]:
+        current = skillbooks.versions(db)
+        fresh = {name: e for name, e in entries.items() if current.get(name) == e.version}
+        for name in current.keys() - fresh.keys():
+            fresh[name] = prepare(db, name, self._defaults)
+        return fresh
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._poll(), name="skillproxy-skillbook-refresh")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _poll(self) -> None:
+        interval = self._defaults.refresh_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.refresh()
+            except Exception as exc:  # keep serving the last good copy
+                self.refresh_errors += 1
+                log.error("skillbook refresh failed: %s", exc)

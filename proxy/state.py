@@ -1,0 +1,26 @@
+"""What one running proxy holds: built once at start, shared by every request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from proxy.config import Config
+from proxy.skillbook_cache import SkillbookCache
+from proxy.trace_writer import TraceWriter
+from store.worker import DatabaseWorker
+
+
+@dataclass(slots=True)
+class ProxyState:
+    config: Config
+    session: aiohttp.ClientSession
+    traces: TraceWriter
+    db: DatabaseWorker
+    """Reads and admin writes; the trace writer has a worker of its own."""
+    skillbooks: SkillbookCache
+
+
+STATE = web.AppKey("skillproxy_state", ProxyState)

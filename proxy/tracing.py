@@ -1,0 +1,142 @@
+"""What the proxy remembers of one exchange, and how it becomes a `traces` row.
+
+The hot path only fills a `TraceRecord` with what it already has in hand (raw bytes, times,
+ids). Everything costly (decompressing, folding a stream into the final response, reading the
+usage) happens in `build_row`, which runs on the trace writer's thread after the client has
+its answer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from proxy.formats import FORMATS
+
+MAX_TRACE_BODY_BYTES = 4 * 1024 * 1024
+"""Bodies larger than this are not kept in full; the trace says how large they were."""
+
+
+def new_trace_id() -> str:
+    """Time-ordered and unique: milliseconds in hex, then 48 random bits."""
+    return f"tr_{int(time.time() * 1000):012x}{os.urandom(6).hex()}"
+
+
+@dataclass(slots=True)
+class TraceRecord:
+    id: str
+    created_at: float
+    skillbook: str
+    method: str
+    path: str
+    format: str | None = None
+    model: str | None = None
+    stream: bool = False
+    request_body: bytes = b""
+    request_content_type: str = ""
+    status: int | None = None
+    latency_ms: float | None = None
+    ttfb_ms: float | None = None
+    key_fingerprint: str | None = None
+    error: str | None = None
+    client_disconnected: bool = False
+    session_id: str | None = None
+    skillbook_version: int | None = None
+    injected_skill_ids: tuple[str, ...] = ()
+    skill_tokens: int | None = None
+    response_chunks: list[bytes] = field(default_factory=list)
+    response_bytes: int = 0
+    response_content_type: str = ""
+    response_encoding: str = ""
+
+    def keep_chunk(self, chunk: bytes) -> None:
+        """Keep a response chunk for the trace, up to the size cap."""
+        if self.response_bytes + len(chunk) <= MAX_TRACE_BODY_BYTES:
+            self.response_chunks.append(chunk)
+        self.response_bytes += len(chunk)
+
+
+def build_row(record: TraceRecord) -> dict[str, Any]:
+    response_text, response = _response(record)
+    usage = FORMATS[record.format].usage(response) if record.format and response else None
+    return {
+        "id": record.id,
+        "created_at": record.created_at,
+        "skillbook": record.skillbook,
+        "format": record.format,
+        "method": record.method,
+        "path": record.path,
+        "model": record.model,
+        "stream": int(record.stream),
+        "status": record.status,
+        "latency_ms": record.latency_ms,
+        "ttfb_ms": record.ttfb_ms,
+        "input_tokens": usage.input_tokens if usage else None,
+        "output_tokens": usage.output_tokens if usage else None,
+        "key_fingerprint": record.key_fingerprint,
+        "error": record.error,
+        "client_disconnected": int(record.client_disconnected),
+        "session_id": record.session_id,
+        "episode_id": None,
+        "skillbook_version": record.skillbook_version,
+        "injected_skill_ids": json.dumps(list(record.injected_skill_ids)),
+        "skill_tokens": record.skill_tokens,
+        "request_json": _body_text(
+            record.request_body, record.request_content_type, len(record.request_body)
+        ),
+        "response_json": response_text,
+    }
+
+
+def _response(record: TraceRecord) -> tuple[str | None, dict[str, Any] | None]:
+    """The response as JSON text for the store, and parsed when the format needs it."""
+    if record.response_bytes > MAX_TRACE_BODY_BYTES:
+        return _omitted(record.response_content_type, record.response_bytes), None
+    raw = _decompress(b"".join(record.response_chunks), record.response_encoding)
+    if raw is None:
+        return _omitted(record.response_content_type, record.response_bytes), None
+    if "text/event-stream" in record.response_content_type and record.format:
+        folded = FORMATS[record.format].fold_stream(raw)
+        return json.dumps(folded, ensure_ascii=False), folded
+    text = _body_text(raw, record.response_content_type, len(raw))
+    if text is None or not record.format or "json" not in record.response_content_type:
+        return text, None
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return text, None
+    return text, parsed if isinstance(parsed, dict) else None
+
+
+def _body_text(raw: bytes, content_type: str, size: int) -> str | None:
+    if not raw:
+        return None
+    if size > MAX_TRACE_BODY_BYTES:
+        return _omitted(content_type, size)
+    if "json" in content_type or "text/" in content_type or raw[:1] in (b"{", b"["):
+        text = raw.decode("utf-8", errors="replace")
+        return text if raw[:1] in (b"{", b"[") else json.dumps(text, ensure_ascii=False)
+    return _omitted(content_type, size)
+
+
+def _omitted(content_type: str, size: int) -> str:
+    return json.dumps({"skillproxy_omitted": True, "content_type": content_type, "bytes": size})
+
+
+def _decompress(raw: bytes, encoding: str) -> bytes | None:
+    encoding = encoding.strip().lower()
+    if not encoding or encoding == "identity":
+        return raw
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        try:
+            return zlib.decompress(raw, wbits=47)  # 47: gzip or zlib header, detected
+        except zlib.error:
+            try:
+                return zlib.decompress(raw, wbits=-15)  # raw deflate, as some servers send
+            except zlib.error:
+                return None
+    return None  # br, zstd: relayed to the client as they came, not kept in the trace

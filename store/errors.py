@@ -1,0 +1,30 @@
+"""Errors the store raises for requests it refuses; the admin API maps each to a status.
+
+StoreError
+ ├── NotFound            404  no such skill, skillbook, trace or revision
+ ├── InvalidTransition   409  e.g. approving an archived skill
+ ├── Conflict            409  e.g. importing a skill id that belongs to another skillbook
+ └── InvalidContent      422  skill text or settings that break the rules
+"""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base class: the request was understood and refused."""
+
+
+class NotFound(StoreError):
+    pass
+
+
+class InvalidTransition(StoreError):
+    pass
+
+
+class Conflict(StoreError):
+    pass
+
+
+class InvalidContent(StoreError):
+    pass

@@ -1,0 +1,138 @@
+"""Numbered schema migrations, applied in order at start and recorded in `_migrations`.
+
+Append-only: a released migration is never edited; a schema change is a new function at the
+end of `MIGRATIONS`. Each runs in its own transaction, so a crash leaves the database either
+before or after it, never half-way.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import sqlite_utils
+
+from store.transaction import write_transaction
+
+Migration = Callable[[sqlite_utils.Database], None]
+
+
+def m001_traces(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE traces (
+            id TEXT PRIMARY KEY,
+            created_at REAL NOT NULL,
+            skillbook TEXT NOT NULL,
+            format TEXT,
+            method TEXT NOT NULL,
+            path TEXT NOT NULL,
+            model TEXT,
+            stream INTEGER NOT NULL DEFAULT 0,
+            status INTEGER,
+            latency_ms REAL,
+            ttfb_ms REAL,
+            input_tokens INTEGER,
+            output_tokens INTEGER,
+            key_fingerprint TEXT,
+            error TEXT,
+            client_disconnected INTEGER NOT NULL DEFAULT 0,
+            session_id TEXT,
+            episode_id TEXT,
+            skillbook_version INTEGER,
+            injected_skill_ids TEXT,
+            skill_tokens INTEGER,
+            request_json TEXT,
+            response_json TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX traces_skillbook_created ON traces (skillbook, created_at)")
+    db.execute("CREATE INDEX traces_created ON traces (created_at)")
+
+
+def m002_skillbooks(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE skillbooks (
+            name TEXT PRIMARY KEY,
+            version INTEGER NOT NULL DEFAULT 1,
+            token_budget INTEGER,
+            ranking TEXT,
+            auto_approve INTEGER,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE skills (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            skillbook TEXT NOT NULL REFERENCES skillbooks (name),
+            section TEXT NOT NULL,
+            content TEXT NOT NULL,
+            status TEXT NOT NULL
+                CHECK (status IN ('pending', 'active', 'rejected', 'archived')),
+            helpful INTEGER NOT NULL DEFAULT 0,
+            harmful INTEGER NOT NULL DEFAULT 0,
+            neutral INTEGER NOT NULL DEFAULT 0,
+            revision INTEGER NOT NULL DEFAULT 1,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX skills_skillbook_status ON skills (skillbook, status)")
+    db.execute(
+        """
+        CREATE TABLE evidence (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            skill_id TEXT NOT NULL REFERENCES skills (id),
+            trace_id TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            source TEXT NOT NULL DEFAULT 'person',
+            created_at REAL NOT NULL,
+            UNIQUE (skill_id, trace_id, reason)
+        )
+        """
+    )
+    db.execute("CREATE INDEX evidence_trace ON evidence (trace_id)")
+    db.execute(
+        """
+        CREATE TABLE skill_events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            skill_id TEXT NOT NULL REFERENCES skills (id),
+            revision INTEGER NOT NULL,
+            action TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            at REAL NOT NULL,
+            before_json TEXT,
+            after_json TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX skill_events_skill ON skill_events (skill_id, seq)")
+
+
+MIGRATIONS: list[Migration] = [m001_traces, m002_skillbooks]
+
+
+def migrate(db: sqlite_utils.Database) -> list[str]:
+    """Apply every migration not yet recorded; return the names applied now."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+    )
+    applied: list[str] = []
+    for migration in MIGRATIONS:
+        name = migration.__name__
+        with write_transaction(db):
+            done = db.execute("SELECT 1 FROM _migrations WHERE name = ?", [name]).fetchone()
+            if done is None:
+                migration(db)
+                db.execute(
+                    "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", [name, time.time()]
+                )
+                applied.append(name)
+    return applied

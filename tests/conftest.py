@@ -1,0 +1,19 @@
+"""Shared fixtures: a loopback-only network, the fake provider, and proxies started for real.
+
+A proxy under test is the real application (`create_app`) on a real socket in its own thread,
+pointed at the fake provider; clients are the real SDKs. Nothing is patched.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+
+from tests.fakes.fixtures import fake_provider
+from tests.fakes.network_guard import install_loopback_guard
+from tests.harness import make_proxy, proxy
+
+install_loopback_guard()
+
+__all__ = ["fake_provider", "make_proxy", "proxy"]

@@ -1,0 +1,115 @@
+"""Starting real proxies for tests, and reading what they stored."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlite_utils
+
+from proxy.app import create_app
+from proxy.config import Config, load_config
+from store.db import open_database
+from store.traces import TRACE_COLUMNS, get_trace
+from tests.fakes.provider import FakeProvider
+from tests.fakes.server_thread import ServerThread
+
+ADMIN_TOKEN = "test-admin-token"
+
+
+@dataclass
+class RunningProxy:
+    server: ServerThread
+    config: Config
+    provider: FakeProvider
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def v1(self) -> str:
+        return self.server.url + "/v1"
+
+    def sb(self, skillbook: str) -> str:
+        return f"{self.server.url}/sb/{skillbook}/v1"
+
+    def db(self) -> sqlite_utils.Database:
+        return open_database(self.config.store.path)
+
+    def traces(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Wait until at least `count` traces are stored; oldest first, bodies decoded."""
+        db = self.db()
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                ids = [r[0] for r in db.execute("SELECT id FROM traces ORDER BY created_at, id")]
+                if len(ids) >= count or time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+            assert len(ids) >= count, f"expected {count} traces, found {len(ids)}"
+            return [t for t in (get_trace(db, i) for i in ids) if t is not None]
+        finally:
+            db.conn.close()
+
+    def trace(self, trace_id: str, timeout: float = 10.0) -> dict[str, Any]:
+        db = self.db()
+        try:
+            deadline = time.monotonic() + timeout
+            while (row := get_trace(db, trace_id)) is None:
+                assert time.monotonic() < deadline, f"trace {trace_id} never stored"
+                time.sleep(0.02)
+            return row
+        finally:
+            db.conn.close()
+
+
+def proxy_config(tmp_path: Path, provider_url: str, **sections: dict[str, Any]) -> Config:
+    overrides: dict[str, dict[str, Any]] = {
+        "upstream": {
+            "openai_base_url": provider_url + "/v1",
+            "anthropic_base_url": provider_url,
+        },
+        "store": {"path": str(tmp_path / "skillproxy.db")},
+        "traces": {"flush_interval_ms": 10},
+        "admin": {"token": ADMIN_TOKEN},
+        "skillbook": {"refresh_interval_ms": 50},
+    }
+    for section, values in sections.items():
+        overrides.setdefault(section, {}).update(values)
+    return load_config(environ={}, overrides=overrides)
+
+
+@pytest.fixture
+def make_proxy(
+    tmp_path: Path, fake_provider: tuple[FakeProvider, ServerThread]
+) -> Iterator[Callable[..., RunningProxy]]:
+    """`make_proxy(traces={"queue_size": 1}, ...)` starts a proxy with those settings."""
+    provider, provider_server = fake_provider
+    started: list[ServerThread] = []
+
+    def start(**sections: dict[str, Any]) -> RunningProxy:
+        config = proxy_config(tmp_path, provider_server.url, **sections)
+
+        async def build() -> Any:
+            return create_app(config)
+
+        server = ServerThread(build, handler_cancellation=True).start()
+        started.append(server)
+        return RunningProxy(server, config, provider)
+
+    yield start
+    for server in reversed(started):
+        server.stop()
+
+
+@pytest.fixture
+def proxy(make_proxy: Callable[..., RunningProxy]) -> RunningProxy:
+    return make_proxy()
+
+
+__all__ = ["ADMIN_TOKEN", "TRACE_COLUMNS", "RunningProxy", "make_proxy", "proxy", "proxy_config"]

@@ -1,0 +1,113 @@
+"""`skillproxy serve` as a user runs it: a real process, real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from store.db import open_database
+from tests.fakes.provider import FakeProvider
+from tests.fakes.server_thread import ServerThread
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("SKILLPROXY_")}
+    environ.update(env or {})
+    return subprocess.Popen(
+        [sys.executable, "-m", "proxy", "serve", *args],
+        cwd=ROOT,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_ready(url: str, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[0]
+        try:
+            if httpx.get(url + "/healthz", timeout=0.5).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise AssertionError("proxy did not start")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_drains_every_trace_before_exit(
+    tmp_path: Path, fake_provider: tuple[FakeProvider, ServerThread], sig: signal.Signals
+) -> None:
+    _, upstream = fake_provider
+    port, db = free_port(), tmp_path / "t.db"
+    process = serve(
+        "--port",
+        str(port),
+        "--db",
+        str(db),
+        "--upstream",
+        upstream.url + "/v1",
+        # a long flush interval: the traces are still queued when the signal arrives
+        env={"SKILLPROXY_TRACES__FLUSH_INTERVAL_MS": "60000"},
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, process)
+        ids = [
+            httpx.post(url + "/v1/chat/completions", json={"model": "m", "messages": []}).headers[
+                "X-Trace-Id"
+            ]
+            for _ in range(20)
+        ]
+        process.send_signal(sig)
+        output = process.communicate(timeout=20)[0]
+        assert process.returncode == 0, output
+    finally:
+        process.kill()
+        process.communicate()
+    store = open_database(db)
+    stored = {row[0] for row in store.execute("SELECT id FROM traces")}
+    store.conn.close()
+    assert stored == set(ids)
+
+
+def test_bad_config_stops_the_start_naming_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("[upstream]\nopenai_base_ur = 'http://x'\n")
+    process = serve("--config", str(config))
+    output = process.communicate(timeout=20)[0]
+    assert process.returncode == 2
+    assert "unknown setting 'upstream.openai_base_ur'" in output
+    process = serve(env={"SKILLPROXY_SERVER__PORT": "http"})
+    output = process.communicate(timeout=20)[0]
+    assert process.returncode == 2 and "server.port" in output
+
+
+def test_example_config_starts(tmp_path: Path) -> None:
+    port = free_port()
+    process = serve(
+        "--config", "config.example.toml", "--port", str(port), "--db", str(tmp_path / "x.db")
+    )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", process)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=20)[0]
+    assert f"http://127.0.0.1:{port}" in output

@@ -1,0 +1,122 @@
+"""The trace queue and writer: every exchange recorded once, and never in a request's way."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import httpx
+import openai
+import pytest
+
+from tests.fakes import replies
+from tests.harness import RunningProxy
+
+
+def post(proxy: RunningProxy, **extra: object) -> httpx.Response:
+    return httpx.post(
+        proxy.v1 + "/chat/completions", json={"model": "m", "messages": [], **extra}, timeout=10
+    )
+
+
+def health(proxy: RunningProxy) -> dict[str, int]:
+    stats: dict[str, int] = httpx.get(proxy.url + "/healthz").json()["traces"]
+    return stats
+
+
+def test_one_hundred_concurrent_streams_give_one_hundred_complete_traces(
+    proxy: RunningProxy,
+) -> None:
+    proxy.provider.enqueue(
+        *[replies.text(f"answer {i} of many", chunk_delay=0.01) for i in range(100)]
+    )
+
+    async def one(client: openai.AsyncOpenAI, i: int) -> tuple[str, str]:
+        stream = await client.chat.completions.with_raw_response.create(
+            model="m", messages=[{"role": "user", "content": f"q{i}"}], stream=True
+        )
+        text = ""
+        async for chunk in stream.parse():
+            if chunk.choices:
+                text += chunk.choices[0].delta.content or ""
+        return stream.headers["X-Trace-Id"], text
+
+    async def all_of_them() -> list[tuple[str, str]]:
+        async with openai.AsyncOpenAI(base_url=proxy.v1, api_key="k", max_retries=0) as client:
+            return await asyncio.gather(*(one(client, i) for i in range(100)))
+
+    results = asyncio.run(all_of_them())
+    assert sorted(text for _, text in results) == sorted(f"answer {i} of many" for i in range(100))
+    traces = {t["id"]: t for t in proxy.traces(100)}
+    assert len(traces) == 100
+    for trace_id, text in results:
+        folded = traces[trace_id]["response_json"]
+        assert folded["choices"][0]["message"]["content"] == text
+        assert "incomplete" not in folded
+        assert traces[trace_id]["request_json"]["stream"] is True
+
+
+def test_client_leaving_mid_stream_cancels_upstream_and_is_recorded(proxy: RunningProxy) -> None:
+    proxy.provider.enqueue(replies.text("this stream never finishes", hang=True))
+    with httpx.stream(
+        "POST", proxy.v1 + "/chat/completions", json={"model": "m", "stream": True}
+    ) as response:
+        trace_id = response.headers["X-Trace-Id"]
+        next(response.iter_bytes())  # the first event, then walk away
+    assert proxy.provider.wait_for_disconnect(5), "the provider never saw the request cancelled"
+    trace = proxy.trace(trace_id)
+    assert trace["client_disconnected"] is True
+    assert trace["error"] == "client disconnected"
+
+
+def test_client_leaving_before_the_answer_cancels_upstream(proxy: RunningProxy) -> None:
+    proxy.provider.enqueue(replies.text("slow", delay=30))
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(proxy.v1 + "/chat/completions", json={"model": "m"}, timeout=0.5)
+    assert proxy.provider.wait_for_disconnect(5)
+    [trace] = proxy.traces(1)
+    assert trace["client_disconnected"] is True
+
+
+def test_store_failure_never_fails_a_request(proxy: RunningProxy) -> None:
+    assert post(proxy).status_code == 200
+    proxy.traces(1)
+    db = proxy.db()
+    db.execute("ALTER TABLE traces RENAME TO traces_gone")  # every insert now fails
+    db.conn.close()
+    for _ in range(5):
+        assert post(proxy).status_code == 200
+    deadline = time.monotonic() + 5
+    while health(proxy)["store_errors"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert health(proxy)["store_errors"] >= 1
+    db = proxy.db()
+    db.execute("ALTER TABLE traces_gone RENAME TO traces")  # the disk recovers: retries land
+    db.conn.close()
+    proxy.traces(6)
+    assert health(proxy)["lost"] == 0
+
+
+def test_full_queue_drops_and_counts(make_proxy: Callable[..., RunningProxy]) -> None:
+    proxy = make_proxy(traces={"queue_size": 1, "flush_interval_ms": 1500, "on_full": "drop"})
+    for _ in range(6):
+        assert post(proxy).status_code == 200
+    stats = health(proxy)
+    assert stats["dropped"] >= 3
+    assert stats["queued"] + stats["dropped"] == 6
+
+
+def test_full_queue_blocks_briefly_when_configured(make_proxy: Callable[..., RunningProxy]) -> None:
+    proxy = make_proxy(
+        traces={
+            "queue_size": 1,
+            "flush_interval_ms": 200,
+            "on_full": "block",
+            "block_timeout_ms": 2000,
+        }
+    )
+    for _ in range(4):
+        assert post(proxy).status_code == 200
+    proxy.traces(4)
+    assert health(proxy)["dropped"] == 0
