@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from proxy import handlers
+from proxy.admin.routes import admin_app
 from proxy.config import Config
 from proxy.forwarding import create_session
 from proxy.skillbook_cache import SkillbookCache
@@ -34,6 +35,7 @@ def create_app(config: Config) -> web.Application:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", handlers.healthz)
+    app.add_subapp("/admin/", admin_app())
     app.router.add_route("*", "/v1/{tail:.*}", handlers.proxy_v1)
     app.router.add_route("*", "/sb/{skillbook}/v1/{tail:.*}", handlers.proxy_v1)
 

@@ -29,6 +29,7 @@ class Section:
 
 
 EMPTY = Section("", 0, ())
+SLACK = 8
 
 
 def render(chosen: Sequence[RankedSkill]) -> str:
@@ -55,16 +56,27 @@ def fit(
     header_tokens: int,
     section_tokens: dict[str, int],
 ) -> Section:
-    """Choose skills in order while their estimated cost fits, then enforce the exact count."""
+    """Choose skills in order while they fit, then enforce the exact count.
+
+    Per-line estimates run a few tokens high (BPE merges across line breaks), so a candidate
+    over the budget by no more than `SLACK` tokens is checked with an exact count instead of
+    being skipped.
+    """
     chosen: list[RankedSkill] = []
     used = header_tokens
     sections: set[str] = set()
     for skill, cost in zip(ranked, costs, strict=True):
-        extra = cost + (0 if skill.section in sections else section_tokens[skill.section])
-        if used + extra <= budget:
-            chosen.append(skill)
-            sections.add(skill.section)
-            used += extra
+        estimate = used + cost + (0 if skill.section in sections else section_tokens[skill.section])
+        if estimate > budget + SLACK:
+            continue
+        if estimate > budget:
+            exact = count_tokens(render([*chosen, skill]), encoding)
+            if exact > budget:
+                continue
+            estimate = exact
+        chosen.append(skill)
+        sections.add(skill.section)
+        used = estimate
     while chosen:
         text = render(chosen)
         tokens = count_tokens(text, encoding)

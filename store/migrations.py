@@ -113,7 +113,7 @@ def m002_skillbooks(db: sqlite_utils.Database) -> None:
         )
         """
     )
-    db.execute("CREATE INDEX skill_events_skill ON skill_events (skill_id, seq)")
+    db.execute("CREATE UNIQUE INDEX skill_events_revision ON skill_events (skill_id, revision)")
 
 
 MIGRATIONS: list[Migration] = [m001_traces, m002_skillbooks]

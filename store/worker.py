@@ -2,8 +2,9 @@
 
 SQLite connections are not meant to be shared across threads, and the proxy's event loop must
 never wait on disk. Each `DatabaseWorker` is a single thread with its own connection; callers
-`await worker.run(fn, *args)` and `fn(db, *args)` runs there. The proxy uses one worker for the
-trace writer and one for everything else, so a slow batch never delays an admin read.
+`await worker.run(fn, *args, **kwargs)` and `fn(db, *args, **kwargs)` runs there. The proxy
+uses one worker for the trace writer and one for everything else, so a slow batch never
+delays an admin read.
 """
 
 from __future__ import annotations
@@ -37,12 +38,12 @@ class DatabaseWorker:
             self._opened.append(db)
         return db
 
-    def _call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        return fn(self._db(), *args)
+    def _call(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+        return fn(self._db(), *args, **kwargs)
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, fn, args)
+        return await loop.run_in_executor(self._executor, self._call, fn, args, kwargs)
 
     def close(self) -> None:
         """Finish queued work, then close the connection."""

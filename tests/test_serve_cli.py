@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -26,17 +27,33 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("SKILLPROXY_")}
-    environ.update(env or {})
-    return subprocess.Popen(
-        [sys.executable, "-m", "proxy", "serve", *args],
-        cwd=ROOT,
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+Serve = Callable[..., subprocess.Popen[str]]
+
+
+@pytest.fixture
+def serve() -> Iterator[Serve]:
+    """Start `python -m proxy serve ARGS`; each process is ended after the test, come what may."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("SKILLPROXY_")}
+        environ.update(env or {})
+        process = subprocess.Popen(
+            [sys.executable, "-m", "proxy", "serve", *args],
+            cwd=ROOT,
+            env=environ,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
 
 
 def wait_ready(url: str, process: subprocess.Popen[str]) -> None:
@@ -53,7 +70,10 @@ def wait_ready(url: str, process: subprocess.Popen[str]) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_drains_every_trace_before_exit(
-    tmp_path: Path, fake_provider: tuple[FakeProvider, ServerThread], sig: signal.Signals
+    tmp_path: Path,
+    fake_provider: tuple[FakeProvider, ServerThread],
+    sig: signal.Signals,
+    serve: Serve,
 ) -> None:
     _, upstream = fake_provider
     port, db = free_port(), tmp_path / "t.db"
@@ -67,28 +87,22 @@ def test_signal_drains_every_trace_before_exit(
         # a long flush interval: the traces are still queued when the signal arrives
         env={"SKILLPROXY_TRACES__FLUSH_INTERVAL_MS": "60000"},
     )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_ready(url, process)
-        ids = [
-            httpx.post(url + "/v1/chat/completions", json={"model": "m", "messages": []}).headers[
-                "X-Trace-Id"
-            ]
-            for _ in range(20)
-        ]
-        process.send_signal(sig)
-        output = process.communicate(timeout=20)[0]
-        assert process.returncode == 0, output
-    finally:
-        process.kill()
-        process.communicate()
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url, process)
+    body = {"model": "m", "messages": []}
+    ids = [
+        httpx.post(url + "/v1/chat/completions", json=body).headers["X-Trace-Id"] for _ in range(20)
+    ]
+    process.send_signal(sig)
+    output = process.communicate(timeout=20)[0]
+    assert process.returncode == 0, output
     store = open_database(db)
     stored = {row[0] for row in store.execute("SELECT id FROM traces")}
     store.conn.close()
     assert stored == set(ids)
 
 
-def test_bad_config_stops_the_start_naming_the_key(tmp_path: Path) -> None:
+def test_bad_config_stops_the_start_naming_the_key(tmp_path: Path, serve: Serve) -> None:
     config = tmp_path / "c.toml"
     config.write_text("[upstream]\nopenai_base_ur = 'http://x'\n")
     process = serve("--config", str(config))
@@ -100,14 +114,12 @@ def test_bad_config_stops_the_start_naming_the_key(tmp_path: Path) -> None:
     assert process.returncode == 2 and "server.port" in output
 
 
-def test_example_config_starts(tmp_path: Path) -> None:
+def test_example_config_starts(tmp_path: Path, serve: Serve) -> None:
     port = free_port()
     process = serve(
         "--config", "config.example.toml", "--port", str(port), "--db", str(tmp_path / "x.db")
     )
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", process)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        output = process.communicate(timeout=20)[0]
+    wait_ready(f"http://127.0.0.1:{port}", process)
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=20)[0]
     assert f"http://127.0.0.1:{port}" in output

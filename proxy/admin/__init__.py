@@ -1,0 +1,1 @@
+"""The admin API under `/admin/`: skillbooks, skills, traces, for people and their tools."""

@@ -1,0 +1,136 @@
+"""The admin API's one route table: it builds the router and the OpenAPI document alike."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from proxy.admin import skills, traces, transfer
+from proxy.admin.guard import Handler, json_errors, require_admin
+
+ACTIONS = "approve|reject|archive|restore"
+
+
+@dataclass(frozen=True)
+class AdminRoute:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    body: type[BaseModel] | None = None
+
+
+ROUTES = (
+    AdminRoute("GET", "/skillbooks", skills.list_skillbooks, "List skillbooks with skill counts"),
+    AdminRoute("GET", "/skillbooks/{skillbook}", skills.get_skillbook, "Show one skillbook"),
+    AdminRoute("GET", "/skillbooks/{skillbook}/settings", skills.get_settings, "Read settings"),
+    AdminRoute(
+        "PATCH",
+        "/skillbooks/{skillbook}/settings",
+        skills.update_settings,
+        "Change settings (null returns one to the configured default)",
+        skills.Settings,
+    ),
+    AdminRoute(
+        "GET",
+        "/skillbooks/{skillbook}/skills",
+        skills.list_skills,
+        "List skills (query: status, section, q)",
+    ),
+    AdminRoute(
+        "POST",
+        "/skillbooks/{skillbook}/skills",
+        skills.create_skill,
+        "Propose a skill (it arrives pending)",
+        skills.NewSkill,
+    ),
+    AdminRoute(
+        "GET",
+        "/skillbooks/{skillbook}/prompt",
+        skills.compiled_prompt,
+        "The section exactly as injected now (query: model, query)",
+    ),
+    AdminRoute(
+        "GET",
+        "/skillbooks/{skillbook}/export",
+        transfer.export_skillbook,
+        "Export (query: format=json|markdown)",
+    ),
+    AdminRoute(
+        "POST",
+        "/skillbooks/{skillbook}/import",
+        transfer.import_skillbook,
+        "Import a JSON export (query: mode=merge|replace)",
+    ),
+    AdminRoute("GET", "/skills/{skill_id}", skills.get_skill, "Show a skill, evidence, history"),
+    AdminRoute(
+        "PATCH",
+        "/skills/{skill_id}",
+        skills.edit_skill,
+        "Edit content or section",
+        skills.SkillEdit,
+    ),
+    AdminRoute(
+        "POST",
+        f"/skills/{{skill_id}}/{{action:{ACTIONS}}}",
+        skills.change_status,
+        "Approve, reject, archive or restore a skill",
+    ),
+    AdminRoute(
+        "POST",
+        "/skills/{skill_id}/rollback",
+        skills.rollback_skill,
+        "Roll back to an earlier revision",
+        skills.Rollback,
+    ),
+    AdminRoute(
+        "GET", "/traces", traces.list_traces, "List traces (query: skillbook, limit, before)"
+    ),
+    AdminRoute("GET", "/traces/{trace_id}", traces.get_trace, "Show one trace with its bodies"),
+)
+
+
+def admin_app() -> web.Application:
+    admin = web.Application(middlewares=[json_errors, require_admin])
+    for route in ROUTES:
+        admin.router.add_route(route.method, route.path, route.handler)
+    admin.router.add_get("/openapi.json", openapi_handler)
+    return admin
+
+
+async def openapi_handler(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
+def openapi_document() -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for route in ROUTES:
+        template = re.sub(r"\{(\w+):[^}]+\}", r"{\1}", route.path)
+        operation: dict[str, Any] = {
+            "summary": route.summary,
+            "parameters": [
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                for name in re.findall(r"\{(\w+)", route.path)
+            ],
+            "responses": {
+                "200": {"description": "OK", "content": {"application/json": {}}},
+                "default": {"description": "An error: {error: {message, type, code}}"},
+            },
+        }
+        if route.body is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": route.body.model_json_schema()}},
+            }
+        paths.setdefault("/admin" + template, {})[route.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "skillproxy admin API", "version": "1"},
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"bearer": []}],
+        "paths": paths,
+    }

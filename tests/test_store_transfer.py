@@ -1,0 +1,297 @@
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlite_utils
+
+from store import skillbooks, skills, transfer
+from store.db import open_database
+from store.errors import Conflict, InvalidContent, NotFound
+from store.migrations import migrate
+
+TABLES = ("skillbooks", "skills", "evidence", "skill_events")
+
+
+def fresh(path: Path) -> sqlite_utils.Database:
+    db = open_database(path)
+    migrate(db)
+    return db
+
+
+def dump(db: sqlite_utils.Database) -> dict[str, list[tuple[Any, ...]]]:
+    return {t: db.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in TABLES}
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> sqlite_utils.Database:
+    return fresh(tmp_path / "x.db")
+
+
+@pytest.fixture
+def ids(db: sqlite_utils.Database) -> dict[str, str]:
+    """Fill skillbook "book" with skills that went through every kind of change; their ids."""
+    ids: dict[str, str] = {}
+
+    def new(key: str, section: str, content: str, *then: str, **extra: Any) -> str:
+        ids[key] = skills.create(db, "book", section, content, actor="learner", **extra)["id"]
+        for action in then:
+            skills.transition(db, ids[key], action, actor="alice")
+        return ids[key]
+
+    retry = new("retry", "tools", "Retry flaky tool calls once", "approve")
+    skills.edit(db, retry, content="Retry a flaky tool call once, then stop", actor="alice")
+    skills.tag(db, retry, "helpful", actor="judge", trace_id="t1")
+    skills.tag(db, retry, "helpful", actor="judge", trace_id="t2", reason="saved a run")
+    new("tests", "coding", "Run the tests before committing", "approve",
+        evidence=[{"trace_id": "t3", "reason": "broke main"}])  # fmt: skip
+    types = new("types", "coding", "Read the types first", "approve")
+    skills.tag(db, types, "harmful", actor="judge", trace_id="t4")
+    new("pending", "coding", "Prefer small diffs")
+    new("old", "tools", "Use grep before find", "approve", "archive")
+    undo = new("undo", "style", "Name things for what they do", "approve")
+    skills.edit(db, undo, content="Name everything with one letter", actor="mallory")
+    skills.rollback(db, undo, 2, actor="alice")
+    new("no", "style", "Write very long functions", "reject")
+    skillbooks.update_settings(db, "book", {"token_budget": 300, "auto_approve": False})
+    return ids
+
+
+def exported(db: sqlite_utils.Database, name: str = "book") -> dict[str, Any]:
+    """What a file on disk would hold."""
+    document: dict[str, Any] = json.loads(json.dumps(transfer.export_json(db, name)))
+    return document
+
+
+def test_export_is_the_whole_skillbook(db: sqlite_utils.Database, ids: dict[str, str]) -> None:
+    document = exported(db)
+    assert document["format"] == "skillproxy.skillbook/1"
+    assert document["settings"] == {"token_budget": 300, "ranking": None, "auto_approve": False}
+    assert [s["id"] for s in document["skills"]] == list(ids.values())
+    retry = document["skills"][0]
+    assert retry["helpful"] == 2 and retry["revision"] == 5
+    assert [e["trace_id"] for e in retry["evidence"]] == ["t1", "t2"]
+    assert [h["action"] for h in retry["history"]] == [
+        "create", "approve", "edit", "tag helpful", "tag helpful",
+    ]  # fmt: skip
+    with pytest.raises(NotFound):
+        transfer.export_json(db, "nope")
+
+
+def test_import_into_a_fresh_database_gives_the_same_export(
+    db: sqlite_utils.Database, ids: dict[str, str], tmp_path: Path
+) -> None:
+    document = exported(db)
+    other = fresh(tmp_path / "other.db")
+    summary = transfer.import_json(other, "book", document, actor="ops")
+    assert summary == {"created": 7, "updated": 0, "unchanged": 0, "archived": 0}
+    assert exported(other) == document
+    assert transfer.export_markdown(other, "book") == transfer.export_markdown(db, "book")
+
+
+def test_reimport_changes_nothing(db: sqlite_utils.Database, ids: dict[str, str]) -> None:
+    before = dump(db)
+    summary = transfer.import_json(db, "book", exported(db), actor="ops", mode="replace")
+    assert summary == {"created": 0, "updated": 0, "unchanged": 7, "archived": 0}
+    assert dump(db) == before
+
+
+def test_merge_updates_a_changed_skill_and_merges_evidence(
+    db: sqlite_utils.Database, ids: dict[str, str]
+) -> None:
+    document = exported(db)
+    version = skillbooks.get(db, "book")["version"]
+    changed = document["skills"][1]
+    changed.update(content="Run the full test suite before committing", helpful=3)
+    changed["evidence"].append(
+        {"trace_id": "t9", "reason": "caught a bug", "source": "judge", "created_at": 1.5}
+    )
+    untouched = document["skills"][0]
+    untouched["evidence"].append(
+        {"trace_id": "t8", "reason": "", "source": "person", "created_at": 2.5}
+    )
+    summary = transfer.import_json(db, "book", document, actor="ops")
+    assert summary == {"created": 0, "updated": 1, "unchanged": 6, "archived": 0}
+    skill = skills.get(db, changed["id"])
+    assert skill["content"] == "Run the full test suite before committing"
+    assert skill["helpful"] == 3 and skill["revision"] == changed["revision"] + 1
+    last = skill["history"][-1]
+    assert (last["action"], last["actor"], last["revision"]) == ("import", "ops", skill["revision"])
+    assert last["before"]["content"] == "Run the tests before committing"
+    assert last["after"]["content"] == skill["content"] and last["after"]["helpful"] == 3
+    assert [e["trace_id"] for e in skill["evidence"]] == ["t3", "t9"]
+    assert skills.evidence(db, untouched["id"])[-1]["trace_id"] == "t8"
+    assert skills.get(db, untouched["id"])["revision"] == untouched["revision"]
+    assert skillbooks.get(db, "book")["version"] == version + 1
+
+
+def test_replace_archives_skills_the_document_leaves_out(
+    db: sqlite_utils.Database, ids: dict[str, str]
+) -> None:
+    document = exported(db)
+    left_out = {ids["tests"], ids["pending"], ids["no"]}
+    document["skills"] = [s for s in document["skills"] if s["id"] not in left_out]
+    merged = transfer.import_json(db, "book", document, actor="ops")
+    assert merged["archived"] == 0 and skills.get(db, ids["tests"])["status"] == "active"
+    summary = transfer.import_json(db, "book", document, actor="ops", mode="replace")
+    assert summary == {"created": 0, "updated": 0, "unchanged": 4, "archived": 2}
+    for skill_id in (ids["tests"], ids["pending"]):
+        skill = skills.get(db, skill_id)
+        assert skill["status"] == "archived"
+        assert (skill["history"][-1]["action"], skill["history"][-1]["actor"]) == ("archive", "ops")
+    assert skills.get(db, ids["no"])["status"] == "rejected"
+
+
+def test_a_skill_id_from_another_skillbook_conflicts_and_nothing_is_written(
+    db: sqlite_utils.Database, ids: dict[str, str]
+) -> None:
+    document = exported(db)
+    newcomer = copy.deepcopy(document["skills"][0])
+    newcomer["id"] = "fresh-00001"
+    document["skills"].insert(0, newcomer)  # written first, then rolled back
+    before = dump(db)
+    with pytest.raises(Conflict, match=f"{ids['retry']}' belongs to skillbook 'book', not 'other'"):
+        transfer.import_json(db, "other", document, actor="ops")
+    assert dump(db) == before
+    with pytest.raises(NotFound):
+        skillbooks.get(db, "other")
+
+
+def test_settings_and_version_follow_the_document(
+    db: sqlite_utils.Database, ids: dict[str, str]
+) -> None:
+    document = exported(db)
+    document["settings"]["ranking"] = "relevance"
+    version = skillbooks.get(db, "book")["version"]
+    assert transfer.import_json(db, "book", document, actor="ops")["unchanged"] == 7
+    book = skillbooks.get(db, "book")
+    assert book["settings"]["ranking"] == "relevance" and book["version"] == version + 1
+
+
+def test_imported_ids_are_never_generated_again(
+    db: sqlite_utils.Database, ids: dict[str, str], tmp_path: Path
+) -> None:
+    document = exported(db)
+    document["skills"] = document["skills"][-1:]  # the highest id number, alone
+    other = fresh(tmp_path / "other.db")
+    transfer.import_json(other, "book", document, actor="ops")
+    made = [
+        skills.create(other, "book", "style", f"Strategy number {i}", actor="p") for i in range(9)
+    ]
+    assert len({s["id"] for s in made} | {document["skills"][0]["id"]}) == 10
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def mutate(document: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        target: Any = document
+        for key in parents:
+            target = target[int(key)] if key.isdigit() else target[key]
+        target[int(last) if last.isdigit() else last] = value
+
+    return mutate
+
+
+def _delete(path: str) -> Callable[[dict[str, Any]], None]:
+    def mutate(document: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        target: Any = document
+        for key in parents:
+            target = target[int(key)] if key.isdigit() else target[key]
+        del target[last]
+
+    return mutate
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (_set("format", "skillproxy.skillbook/2"), r"document\.format must be"),
+        (_set("skills.2.status", "live"), r"skills\[2\] \(\S+\)\.status must be one of"),
+        (_set("skills.1.content", "x" * 401), r"skills\[1\] \(\S+\)\.content: .*at most 400"),
+        (_set("skills.0.content", "one\ntwo lines"), r"skills\[0\] \(\S+\)\.content: .*single"),
+        (_delete("skills.3.section"), r"skills\[3\] is missing section"),
+        (_set("skills.0.surprise", 1), r"skills\[0\] has unknown field\(s\): surprise"),
+        (_set("skills.0.helpful", -1), r"skills\[0\] \(\S+\)\.helpful must be a whole number"),
+        (_set("skills.0.helpful", True), r"\.helpful must be a whole number"),
+        (_set("skills.0.section", "Bad/Section"), r"\.section: section must be"),
+        (_set("skills.0.evidence.0.trace_id", ""), r"\.evidence\[0\]\.trace_id must be"),
+        (_set("skills.0.history.1.revision", 1), r"\.history\[1\]\.revision"),
+        (_set("skills.0.history.0.after", {"content": "x"}), r"\.history\[0\]\.after is missing"),
+        (_set("skills.0.revision", 9), r"history ends at revision 5, the skill is at 9"),
+        (_set("settings.ranking", "random"), r"document\.settings: ranking must be"),
+        (_delete("settings.auto_approve"), r"document\.settings is missing auto_approve"),
+        (_set("version", 0), r"document\.version must be"),
+        (_set("skills", {}), r"document\.skills must be a list"),
+    ],
+)
+def test_an_invalid_document_is_refused_and_changes_nothing(
+    db: sqlite_utils.Database,
+    ids: dict[str, str],
+    mutate: Callable[[dict[str, Any]], None],
+    message: str,
+) -> None:
+    document = exported(db)
+    document["skills"][0]["content"] = "A change that would be applied"
+    mutate(document)
+    before = dump(db)
+    with pytest.raises(InvalidContent, match=message):
+        transfer.import_json(db, "book", document, actor="ops", mode="replace")
+    assert dump(db) == before
+
+
+def test_duplicate_ids_and_unknown_modes_are_refused(
+    db: sqlite_utils.Database, ids: dict[str, str]
+) -> None:
+    document = exported(db)
+    document["skills"].append(copy.deepcopy(document["skills"][0]))
+    with pytest.raises(InvalidContent, match=r"skills\[7\] \(\S+\): the id appears more than once"):
+        transfer.import_json(db, "book", document, actor="ops")
+    with pytest.raises(InvalidContent, match="mode must be one of merge, replace"):
+        transfer.import_json(db, "book", exported(db), actor="ops", mode="overwrite")
+    with pytest.raises(InvalidContent, match="document must be an object"):
+        transfer.import_json(db, "book", [], actor="ops")
+
+
+def test_markdown_shows_active_skills_by_section_and_pending_for_review(
+    db: sqlite_utils.Database,
+    ids: dict[str, str],
+) -> None:
+    text = transfer.export_markdown(db, "book")
+    assert text == (
+        "# Skillbook: book\n"
+        "\n"
+        "## coding\n"
+        "\n"
+        "- Run the tests before committing\n"
+        "- Read the types first\n"
+        "\n"
+        "## style\n"
+        "\n"
+        "- Name things for what they do\n"
+        "\n"
+        "## tools\n"
+        "\n"
+        "- Retry a flaky tool call once, then stop\n"
+        "\n"
+        "# Pending review\n"
+        "\n"
+        f"- `{ids['pending']}` (coding): Prefer small diffs\n"
+    )
+    skills.tag(db, ids["types"], "helpful", actor="judge")
+    skills.tag(db, ids["types"], "helpful", actor="judge")
+    reordered = transfer.export_markdown(db, "book")
+    assert reordered.index("Read the types") < reordered.index("Run the tests")
+    assert transfer.export_markdown(db, "book") == reordered
+    with pytest.raises(NotFound):
+        transfer.export_markdown(db, "nope")
+
+
+def test_markdown_of_an_empty_skillbook(tmp_path: Path) -> None:
+    db = fresh(tmp_path / "x.db")
+    skillbooks.update_settings(db, "empty", {"token_budget": 10})
+    assert transfer.export_markdown(db, "empty") == "# Skillbook: empty\n\n_No active skills._\n"
