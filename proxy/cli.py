@@ -13,10 +13,12 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from proxy.admin_cli import add_admin_commands, run_admin_command
 from proxy.app import create_app
 from proxy.config import Config, ConfigError, load_config
 
 log = logging.getLogger("skillproxy")
+GIL_SWITCH_INTERVAL_S = 0.001
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--anthropic-upstream", help="Anthropic base URL (upstream.anthropic_base_url)"
     )
     serve.add_argument("--admin-token", help="bearer token for /admin/ (admin.token)")
+    add_admin_commands(commands)
     return parser
 
 
@@ -61,6 +64,11 @@ def serve(config: Config) -> None:
         config.store.path,
         config.upstream.openai_base_url,
     )
+    if not config.admin.token:
+        log.warning("no admin.token set: the admin API (/admin/) answers only clients on loopback")
+    # The trace writer and the database threads share the GIL with the event loop; Python's
+    # default 5 ms switch interval lets them stall a request that far after each syscall.
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     web.run_app(
         app,
         host=config.server.host,
@@ -73,16 +81,16 @@ def serve(config: Config) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command != "serve":
+        return run_admin_command(args)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    args = build_parser().parse_args(argv)
-    if args.command == "serve":
-        try:
-            config = serve_config(args)
-        except ConfigError as exc:
-            print(f"skillproxy: configuration error: {exc}", file=sys.stderr)
-            return 2
-        serve(config)
-        return 0
-    return 2
+    try:
+        config = serve_config(args)
+    except ConfigError as exc:
+        print(f"skillproxy: configuration error: {exc}", file=sys.stderr)
+        return 2
+    serve(config)
+    return 0

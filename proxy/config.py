@@ -5,6 +5,8 @@ overridden by an environment variable named `SKILLPROXY_<SECTION>__<KEY>` in upp
 (`SKILLPROXY_SERVER__PORT=9000`). Unknown keys, unknown `SKILLPROXY_*` variables and
 malformed values stop the start with a message naming the key, because a typo that is
 silently ignored is a proxy that quietly does the wrong thing in production.
+The one exception is `CLIENT_VARIABLES`: read by the admin commands (`SKILLPROXY_URL`, where
+the running proxy is), never by the server, so `serve` passes them over.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 ENV_PREFIX = "SKILLPROXY_"
+CLIENT_VARIABLES = frozenset({"SKILLPROXY_URL"})
 
 
 class ConfigError(Exception):
@@ -50,11 +53,11 @@ class StoreConfig(_Section):
 
 
 class TracesConfig(_Section):
-    queue_size: int = Field(default=10_000, gt=0)
+    queue_size: int = Field(default=20_000, gt=0)
     on_full: Literal["drop", "block"] = "drop"
     block_timeout_ms: int = Field(default=50, ge=0)
-    batch_size: int = Field(default=500, gt=0)
-    flush_interval_ms: int = Field(default=200, gt=0)
+    batch_size: int = Field(default=5000, gt=0)
+    flush_interval_ms: int = Field(default=1000, gt=0)
 
 
 class AdminConfig(_Section):
@@ -114,7 +117,7 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     sections = Config.model_fields
     found: dict[str, dict[str, Any]] = {}
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX):
+        if not name.startswith(ENV_PREFIX) or name in CLIENT_VARIABLES:
             continue
         section, sep, key = name[len(ENV_PREFIX) :].lower().partition("__")
         if not sep or section not in sections or not key:

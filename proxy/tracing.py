@@ -8,6 +8,7 @@ its answer.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -21,9 +22,16 @@ MAX_TRACE_BODY_BYTES = 4 * 1024 * 1024
 """Bodies larger than this are not kept in full; the trace says how large they were."""
 
 
+_PROCESS_TAG = os.urandom(3).hex()
+_SEQUENCE = itertools.count()
+
+
 def new_trace_id() -> str:
-    """Time-ordered and unique: milliseconds in hex, then 48 random bits."""
-    return f"tr_{int(time.time() * 1000):012x}{os.urandom(6).hex()}"
+    """Time-ordered and unique across processes sharing a database, without a syscall.
+
+    Milliseconds, then a random tag drawn once per process, then a per-process counter.
+    """
+    return f"tr_{int(time.time() * 1000):012x}{_PROCESS_TAG}{next(_SEQUENCE) & 0xFFFFFFFF:08x}"
 
 
 @dataclass(slots=True)

@@ -116,7 +116,108 @@ def m002_skillbooks(db: sqlite_utils.Database) -> None:
     db.execute("CREATE UNIQUE INDEX skill_events_revision ON skill_events (skill_id, revision)")
 
 
-MIGRATIONS: list[Migration] = [m001_traces, m002_skillbooks]
+def m003_learner(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE episodes (
+            id TEXT PRIMARY KEY,
+            skillbook TEXT NOT NULL,
+            session_key TEXT,
+            first_at REAL NOT NULL,
+            last_at REAL NOT NULL,
+            trace_count INTEGER NOT NULL DEFAULT 0,
+            signal INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL DEFAULT 'open'
+                CHECK (status IN ('open', 'reflected', 'failed', 'skipped')),
+            reflected_at REAL,
+            error TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX episodes_ready ON episodes (skillbook, status, last_at)")
+    db.execute("CREATE UNIQUE INDEX episodes_session ON episodes (skillbook, session_key)")
+    db.execute("CREATE INDEX traces_episode ON traces (episode_id)")
+    db.execute(
+        """
+        CREATE TABLE conversation_heads (
+            skillbook TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            episode_id TEXT NOT NULL REFERENCES episodes (id),
+            PRIMARY KEY (skillbook, hash)
+        ) WITHOUT ROWID
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE grouping_cursor (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            created_at REAL NOT NULL,
+            trace_id TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE feedback (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            trace_id TEXT,
+            session_id TEXT,
+            skillbook TEXT NOT NULL,
+            score REAL,
+            label TEXT,
+            comment TEXT,
+            created_at REAL NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX feedback_trace ON feedback (trace_id)")
+    db.execute("CREATE INDEX feedback_session ON feedback (session_id)")
+    db.execute(
+        """
+        CREATE TABLE learner_runs (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            skillbook TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            finished_at REAL,
+            status TEXT NOT NULL DEFAULT 'running',
+            episodes INTEGER NOT NULL DEFAULT 0,
+            reflections INTEGER NOT NULL DEFAULT 0,
+            failures INTEGER NOT NULL DEFAULT 0,
+            proposals INTEGER NOT NULL DEFAULT 0,
+            merged INTEGER NOT NULL DEFAULT 0,
+            tags INTEGER NOT NULL DEFAULT 0,
+            llm_calls INTEGER NOT NULL DEFAULT 0,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            error TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX learner_runs_time ON learner_runs (skillbook, started_at)")
+    db.execute(
+        """
+        CREATE TABLE reflections (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            episode_id TEXT NOT NULL REFERENCES episodes (id),
+            run_seq INTEGER NOT NULL REFERENCES learner_runs (seq),
+            created_at REAL NOT NULL,
+            reflection_json TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE learner_leases (
+            skillbook TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            expires_at REAL NOT NULL
+        )
+        """
+    )
+
+
+MIGRATIONS: list[Migration] = [m001_traces, m002_skillbooks, m003_learner]
 
 
 def migrate(db: sqlite_utils.Database) -> list[str]:

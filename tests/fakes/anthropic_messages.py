@@ -16,8 +16,12 @@ from typing import Any
 
 from tests.fakes.streaming import Frame, Turn, json_pieces, sse, text_pieces
 
-_STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
-                 "content_filter": "refusal"}
+_STOP_REASONS = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "content_filter": "refusal",
+}
 
 
 def stop_reason(turn: Turn) -> str:
@@ -41,18 +45,26 @@ def _blocks(turn: Turn) -> list[dict[str, Any]]:
     reply = turn.reply
     blocks: list[dict[str, Any]] = []
     if reply.reasoning is not None:
-        blocks.append({"type": "thinking", "thinking": reply.reasoning,
-                       "signature": reply.signature})
+        blocks.append(
+            {"type": "thinking", "thinking": reply.reasoning, "signature": reply.signature}
+        )
     if reply.content or not reply.calls:
         blocks.append({"type": "text", "text": reply.content})
     for call in reply.calls:
-        blocks.append({"type": "tool_use", "id": call.id or turn.new_id("toolu_"),
-                       "name": call.name, "input": json.loads(call.arguments)})
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": call.id or turn.new_id("toolu_"),
+                "name": call.name,
+                "input": json.loads(call.arguments),
+            }
+        )
     return blocks
 
 
-def _message(turn: Turn, content: list[dict[str, Any]], stop: str | None,
-             output_tokens: int) -> dict[str, Any]:
+def _message(
+    turn: Turn, content: list[dict[str, Any]], stop: str | None, output_tokens: int
+) -> dict[str, Any]:
     return {
         "id": turn.new_id("msg_"),
         "type": "message",
@@ -76,13 +88,14 @@ def events(turn: Turn) -> list[Frame]:
         kind = block["type"]
         if kind == "thinking":
             start = {**block, "thinking": "", "signature": ""}
-            deltas = [{"type": "thinking_delta", "thinking": piece}
-                      for piece in text_pieces(block["thinking"])]
+            deltas = [
+                {"type": "thinking_delta", "thinking": piece}
+                for piece in text_pieces(block["thinking"])
+            ]
             deltas.append({"type": "signature_delta", "signature": block["signature"]})
         elif kind == "text":
             start = {**block, "text": ""}
-            deltas = [{"type": "text_delta", "text": piece}
-                      for piece in text_pieces(block["text"])]
+            deltas = [{"type": "text_delta", "text": piece} for piece in text_pieces(block["text"])]
         else:
             start = {**block, "input": {}}
             pieces = ["", *json_pieces(next(calls).arguments)]
@@ -90,12 +103,17 @@ def events(turn: Turn) -> list[Frame]:
         frames.append(_event("content_block_start", index=index, content_block=start))
         if index == 0:
             frames.append(_event("ping"))
-        frames += [_event("content_block_delta", True, index=index, delta=delta)
-                   for delta in deltas]
+        frames += [
+            _event("content_block_delta", True, index=index, delta=delta) for delta in deltas
+        ]
         frames.append(_event("content_block_stop", index=index))
-    frames.append(_event("message_delta",
-                         delta={"stop_reason": stop_reason(turn), "stop_sequence": None},
-                         usage={"output_tokens": turn.output_tokens}))
+    frames.append(
+        _event(
+            "message_delta",
+            delta={"stop_reason": stop_reason(turn), "stop_sequence": None},
+            usage={"output_tokens": turn.output_tokens},
+        )
+    )
     frames.append(_event("message_stop"))
     return frames
 

@@ -58,9 +58,9 @@ def install_loopback_guard() -> Callable[[], None]:
         _check(socket.AF_INET, address)
         return original_create_connection(address, *args, **kwargs)
 
-    socket.socket.connect = connect  # type: ignore[method-assign]
-    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
-    socket.create_connection = create_connection
+    socket.socket.connect = connect  # type: ignore[method-assign, assignment]
+    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign, assignment]
+    socket.create_connection = create_connection  # type: ignore[assignment]
 
     def uninstall() -> None:
         socket.socket.connect = original_connect  # type: ignore[method-assign]

@@ -14,8 +14,11 @@ from typing import Any
 
 from tests.fakes.streaming import Frame, Turn, json_pieces, sse, text_pieces
 
-_INCOMPLETE = {"length": "max_output_tokens", "max_tokens": "max_output_tokens",
-               "content_filter": "content_filter"}
+_INCOMPLETE = {
+    "length": "max_output_tokens",
+    "max_tokens": "max_output_tokens",
+    "content_filter": "content_filter",
+}
 
 
 @dataclass(frozen=True)
@@ -86,18 +89,36 @@ def _items(turn: Turn, ids: _Ids, status: str) -> list[dict[str, Any]]:
     reply = turn.reply
     items: list[dict[str, Any]] = []
     if reply.content or not reply.calls:
-        items.append({"id": ids.message, "type": "message", "status": status,
-                      "content": [_text_part(reply.content)], "role": "assistant"})
+        items.append(
+            {
+                "id": ids.message,
+                "type": "message",
+                "status": status,
+                "content": [_text_part(reply.content)],
+                "role": "assistant",
+            }
+        )
     for call, (item_id, call_id) in zip(reply.calls, ids.calls, strict=True):
-        items.append({"id": item_id, "type": "function_call", "status": "completed",
-                      "arguments": call.arguments, "call_id": call_id, "name": call.name})
+        items.append(
+            {
+                "id": item_id,
+                "type": "function_call",
+                "status": "completed",
+                "arguments": call.arguments,
+                "call_id": call_id,
+                "name": call.name,
+            }
+        )
     return items
 
 
 def response(turn: Turn) -> dict[str, Any]:
     ids, status = _ids(turn), _status(turn)
-    return {**_envelope(turn, ids, status), "output": _items(turn, ids, status),
-            "usage": _usage(turn)}
+    return {
+        **_envelope(turn, ids, status),
+        "output": _items(turn, ids, status),
+        "usage": _usage(turn),
+    }
 
 
 def events(turn: Turn) -> tuple[list[Frame], dict[str, Any]]:
@@ -117,18 +138,30 @@ def events(turn: Turn) -> tuple[list[Frame], dict[str, Any]]:
     for index, item in enumerate(items):
         where: dict[str, Any] = {"item_id": item["id"], "output_index": index}
         if item["type"] == "message":
-            emit("response.output_item.added", output_index=index,
-                 item={**item, "status": "in_progress", "content": []})
+            emit(
+                "response.output_item.added",
+                output_index=index,
+                item={**item, "status": "in_progress", "content": []},
+            )
             text = item["content"][0]["text"]
             emit("response.content_part.added", **where, content_index=0, part=_text_part(""))
             for piece in text_pieces(text):
-                emit("response.output_text.delta", True, **where, content_index=0,
-                     delta=piece, logprobs=[])
+                emit(
+                    "response.output_text.delta",
+                    True,
+                    **where,
+                    content_index=0,
+                    delta=piece,
+                    logprobs=[],
+                )
             emit("response.output_text.done", **where, content_index=0, text=text, logprobs=[])
             emit("response.content_part.done", **where, content_index=0, part=_text_part(text))
         else:
-            emit("response.output_item.added", output_index=index,
-                 item={**item, "status": "in_progress", "arguments": ""})
+            emit(
+                "response.output_item.added",
+                output_index=index,
+                item={**item, "status": "in_progress", "arguments": ""},
+            )
             for piece in json_pieces(item["arguments"]):
                 emit("response.function_call_arguments.delta", True, **where, delta=piece)
             emit("response.function_call_arguments.done", **where, arguments=item["arguments"])

@@ -157,8 +157,10 @@ class FakeProvider:
         return _json({"input_tokens": tokens}, self._headers(True))
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
-        data = [{"id": m, "object": "model", "created": 1700000000, "owned_by": "system"}
-                for m in self.models]
+        data = [
+            {"id": m, "object": "model", "created": 1700000000, "owned_by": "system"}
+            for m in self.models
+        ]
         return _json({"object": "list", "data": data}, self._headers(False), indent=2)
 
     async def _not_found(self, request: web.Request) -> web.StreamResponse:
@@ -214,8 +216,7 @@ class FakeProvider:
 
     def _error(self, reply: Reply, headers: Mapping[str, str]) -> web.Response:
         merged = {**headers, "Content-Type": "application/json", **reply.headers}
-        return web.Response(status=reply.error_status or 500, body=reply.error_body,
-                            headers=merged)
+        return web.Response(status=reply.error_status or 500, body=reply.error_body, headers=merged)
 
     def _headers(self, anthropic: bool) -> dict[str, str]:
         if anthropic:

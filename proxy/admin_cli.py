@@ -1,0 +1,358 @@
+"""The `skillproxy` commands for people at a terminal: skills, export, import, traces.
+
+Each command is one call to a running proxy's admin API through `AdminClient`, so the CLI can
+do nothing the API does not allow and needs no access to the database. Output is a compact table
+or a readable detail view; `--json` prints the API's JSON instead, for scripts. Status lines that
+are not the answer itself (counts, hints) go to stderr, so stdout can be piped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeAlias
+
+from proxy.admin_client import AdminAPIError, AdminClient
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+URL_VARIABLE = "SKILLPROXY_URL"
+TOKEN_VARIABLE = "SKILLPROXY_ADMIN__TOKEN"  # the variable `serve` reads admin.token from
+STATUSES = ("pending", "active", "rejected", "archived")
+ACTIONS = {  # action: (past tense, help)
+    "approve": ("approved", "make a pending or rejected skill active"),
+    "reject": ("rejected", "reject a pending skill"),
+    "archive": ("archived", "stop using a pending or active skill"),
+    "restore": ("restored", "bring back an archived (to active) or rejected (to pending) skill"),
+}
+
+Command = Callable[[AdminClient, argparse.Namespace], None]
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+class CommandError(Exception):
+    """A failure on this side of the API, such as an import file that is not JSON."""
+
+
+def add_admin_commands(subparsers: Subparsers) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--url", help=f"the proxy's base URL (default: ${URL_VARIABLE}, else {DEFAULT_URL})"
+    )
+    common.add_argument("--token", help=f"admin token (default: ${TOKEN_VARIABLE})")
+    common.add_argument("--json", action="store_true", help="print the API's JSON as it is")
+    book = argparse.ArgumentParser(add_help=False)
+    book.add_argument("--skillbook", default="default", help="skillbook name (default: default)")
+
+    def leaf(
+        group: Subparsers, name: str, run: Command, summary: str, *parents: argparse.ArgumentParser
+    ) -> argparse.ArgumentParser:
+        parser = group.add_parser(name, help=summary, parents=[common, *parents])
+        parser.set_defaults(run=run)
+        return parser
+
+    skills = subparsers.add_parser("skills", help="review and edit skills").add_subparsers(
+        dest="skills_command", required=True, metavar="COMMAND"
+    )
+    listing = leaf(skills, "list", _list_skills, "list a skillbook's skills", book)
+    listing.add_argument("--status", choices=STATUSES)
+    listing.add_argument("--section")
+    listing.add_argument("--q", metavar="TEXT", help="only skills whose content contains TEXT")
+    leaf(skills, "show", _show_skill, "show a skill with its evidence and history").add_argument(
+        "id"
+    )
+    add = leaf(skills, "add", _add_skill, "propose a skill (it arrives pending)", book)
+    add.add_argument("--section", required=True)
+    add.add_argument("content")
+    for action, (_, summary) in ACTIONS.items():
+        leaf(skills, action, _change_status, summary).add_argument("id")
+    edit = leaf(skills, "edit", _edit_skill, "change a skill's content or section")
+    edit.add_argument("id")
+    edit.add_argument("--content")
+    edit.add_argument("--section")
+    rollback = leaf(skills, "rollback", _rollback, "return a skill to an earlier revision")
+    rollback.add_argument("id")
+    rollback.add_argument("revision", type=int)
+    prompt = leaf(skills, "prompt", _prompt, "print the exact text the proxy injects now", book)
+    prompt.add_argument("--model", help="count tokens as this model does")
+    prompt.add_argument("--query", help="rank for this request text (relevance ranking)")
+
+    export = leaf(subparsers, "export", _export, "write a skillbook as JSON or Markdown", book)
+    export.add_argument("--format", choices=("json", "markdown"), default="json")
+    export.add_argument("-o", "--output", metavar="FILE", help="write here, not to stdout")
+    imports = leaf(subparsers, "import", _import, "load a JSON export into a skillbook", book)
+    imports.add_argument("file", metavar="FILE", help="a JSON export, or - for stdin")
+    imports.add_argument("--mode", choices=("merge", "replace"), default="merge")
+
+    traces = subparsers.add_parser("traces", help="look at recorded exchanges").add_subparsers(
+        dest="traces_command", required=True, metavar="COMMAND"
+    )
+    trace_list = leaf(traces, "list", _list_traces, "list traces, newest first")
+    trace_list.add_argument("--skillbook", help="only this skillbook's traces (default: all)")
+    trace_list.add_argument("--limit", type=int, default=50, help="at most N (1-500)")
+    trace_list.add_argument("--before", type=float, help="older than this created_at (paging)")
+    leaf(traces, "show", _show_trace, "show one trace with its bodies").add_argument("id")
+
+
+def run_admin_command(args: argparse.Namespace) -> int:
+    url = args.url or os.environ.get(URL_VARIABLE) or DEFAULT_URL
+    token = args.token if args.token is not None else os.environ.get(TOKEN_VARIABLE)
+    command: Command = args.run
+    try:
+        with AdminClient(url, token) as client:
+            command(client, args)
+    except AdminAPIError as exc:
+        return _fail(_describe(exc))
+    except (CommandError, OSError) as exc:
+        return _fail(str(exc))
+    return 0
+
+
+def _fail(message: str) -> int:
+    print(f"skillproxy: {message}", file=sys.stderr)
+    return 1
+
+
+def _describe(exc: AdminAPIError) -> str:
+    if exc.status == 0:
+        return exc.message
+    hint = f" (give --token or set ${TOKEN_VARIABLE})" if exc.code == "missing_token" else ""
+    return f"{exc.message}{hint} [{exc.status} {exc.code}]"
+
+
+# skills
+
+
+def _list_skills(client: AdminClient, args: argparse.Namespace) -> None:
+    found = client.list_skills(args.skillbook, args.status, args.section, args.q)
+    if args.json:
+        return _print_json(found)
+    if not found:
+        print(f"no skills match in skillbook {args.skillbook!r}", file=sys.stderr)
+        return None
+    rows = [
+        [s["id"], s["status"], s["section"], f"+{s['helpful']}/-{s['harmful']}", s["content"]]
+        for s in found
+    ]
+    print(_table(["ID", "STATUS", "SECTION", "VOTES", "CONTENT"], rows))
+
+
+def _show_skill(client: AdminClient, args: argparse.Namespace) -> None:
+    skill = client.get_skill(args.id)
+    if args.json:
+        return _print_json(skill)
+    print(f"{skill['id']}  [{skill['status']}]  skillbook {skill['skillbook']}")
+    print(f"section   {skill['section']}")
+    print(
+        f"votes     +{skill['helpful']} helpful  -{skill['harmful']} harmful  "
+        f"{skill['neutral']} neutral"
+    )
+    print(f"revision  {skill['revision']}, updated {_time(skill['updated_at'])}")
+    print()
+    width = min(_width() or 100, 100) - 2
+    print(textwrap.fill(skill["content"], width, initial_indent="  ", subsequent_indent="  "))
+    print()
+    evidence = skill.get("evidence") or []
+    print(f"evidence ({len(evidence)})")
+    if evidence:
+        rows = [[e["trace_id"], e["source"], e["reason"]] for e in evidence]
+        print(_table(["TRACE", "FROM", "REASON"], rows, indent=2))
+    print()
+    history = skill.get("history") or []
+    print("history")
+    rows = [
+        [str(h["revision"]), h["action"], h["actor"], _time(h["at"]), _change(h)] for h in history
+    ]
+    print(_table(["REV", "ACTION", "ACTOR", "AT", "CHANGE"], rows, indent=2))
+
+
+def _change(event: dict[str, Any]) -> str:
+    """What one history event changed, in a few words."""
+    before, after = event.get("before"), event["after"]
+    if before is None:
+        return f"{after['status']} in {after['section']!r}: {after['content']}"
+    parts = [
+        f"{key} {before[key]} -> {after[key]}"
+        for key in ("status", "section")
+        if before.get(key) != after.get(key)
+    ]
+    parts += [
+        f"{key} {after[key] - before[key]:+d}"
+        for key in ("helpful", "harmful", "neutral")
+        if before.get(key) != after.get(key)
+    ]
+    if before.get("content") != after.get("content"):
+        parts.append(f"content: {after['content']}")
+    return "; ".join(parts) or "no change"
+
+
+def _add_skill(client: AdminClient, args: argparse.Namespace) -> None:
+    skill = client.create_skill(args.skillbook, args.section, args.content)
+    _done(args, skill, f"added {skill['id']} to {skill['skillbook']} ({skill['status']})")
+
+
+def _change_status(client: AdminClient, args: argparse.Namespace) -> None:
+    skill = client.change_status(args.id, args.skills_command)
+    _done(args, skill, f"{ACTIONS[args.skills_command][0]} {skill['id']}: now {skill['status']}")
+
+
+def _edit_skill(client: AdminClient, args: argparse.Namespace) -> None:
+    skill = client.edit_skill(args.id, args.content, args.section)
+    _done(args, skill, f"edited {skill['id']}: now revision {skill['revision']}")
+
+
+def _rollback(client: AdminClient, args: argparse.Namespace) -> None:
+    skill = client.rollback(args.id, args.revision)
+    _done(
+        args,
+        skill,
+        f"rolled {skill['id']} back to revision {args.revision}: "
+        f"now revision {skill['revision']}, {skill['status']}",
+    )
+
+
+def _done(args: argparse.Namespace, result: dict[str, Any], message: str) -> None:
+    if args.json:
+        _print_json(result)
+    else:
+        print(message)
+
+
+def _prompt(client: AdminClient, args: argparse.Namespace) -> None:
+    """stdout gets the text byte for byte (a newline is added only on a terminal)."""
+    shown = client.prompt(args.skillbook, args.model, args.query)
+    if args.json:
+        return _print_json(shown)
+    text = shown["text"]
+    sys.stdout.write(text + ("\n" if text and sys.stdout.isatty() else ""))
+    print(
+        f"skillbook {shown['skillbook']} v{shown['version']}: {len(shown['skill_ids'])} skills, "
+        f"{shown['tokens']}/{shown['token_budget']} tokens ({shown['encoding']}, "
+        f"ranked by {shown['ranking']})" + ("" if text else ": nothing is injected"),
+        file=sys.stderr,
+    )
+
+
+# export and import
+
+
+def _export(client: AdminClient, args: argparse.Namespace) -> None:
+    if args.format == "markdown":
+        text = client.export(args.skillbook, "markdown")
+    else:
+        text = json.dumps(client.export(args.skillbook, "json"), indent=2, ensure_ascii=False)
+    if not text.endswith("\n"):
+        text += "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+        return
+    Path(args.output).write_text(text, encoding="utf-8")
+    print(f"wrote skillbook {args.skillbook} to {args.output}", file=sys.stderr)
+
+
+def _import(client: AdminClient, args: argparse.Namespace) -> None:
+    source = "stdin" if args.file == "-" else args.file
+    raw = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    try:
+        document = json.loads(raw)
+    except ValueError as exc:
+        raise CommandError(f"{source} is not JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise CommandError(f"{source} is not a skillbook export (a JSON object)")
+    summary = client.import_(args.skillbook, document, args.mode)
+    counts = ", ".join(f"{count} {what}" for what, count in summary.items())
+    _done(args, summary, f"imported {source} into {args.skillbook} ({args.mode}): {counts}")
+
+
+# traces
+
+
+def _list_traces(client: AdminClient, args: argparse.Namespace) -> None:
+    page = client.list_traces(args.skillbook, args.limit, args.before)
+    if args.json:
+        return _print_json(page)
+    rows = [
+        [
+            t["id"],
+            _time(t["created_at"]),
+            t["skillbook"],
+            str(t.get("status") or "-"),
+            f"{t['latency_ms']:.0f}" if t.get("latency_ms") is not None else "-",
+            f"{t.get('input_tokens') or 0}/{t.get('output_tokens') or 0}",
+            str(len(t.get("injected_skill_ids") or [])),
+            t.get("model") or f"({t['method']} {t['path']})",  # last: cut to fit
+        ]
+        for t in page["data"]
+    ]
+    if rows:
+        headers = ["ID", "AT", "SKILLBOOK", "STATUS", "MS", "TOKENS", "SKILLS", "MODEL"]
+        print(_table(headers, rows))
+    else:
+        print("no traces", file=sys.stderr)
+    if page.get("next_before") is not None:
+        print(f"more: --before {page['next_before']!r}", file=sys.stderr)
+
+
+def _show_trace(client: AdminClient, args: argparse.Namespace) -> None:
+    trace = client.get_trace(args.id)
+    if args.json:
+        return _print_json(trace)
+    bodies = {"request_json": "request", "response_json": "response"}
+    for key, value in trace.items():
+        if key in bodies or value is None or value == "":
+            continue
+        if key == "created_at":
+            value = _time(value)
+        elif isinstance(value, float):
+            value = f"{value:.1f}"
+        elif isinstance(value, list):
+            value = ", ".join(map(str, value)) or "-"
+        print(f"{key:<20} {value}")
+    for key, title in bodies.items():
+        body = trace.get(key)
+        print(f"\n{title}")
+        text = body if isinstance(body, str) else json.dumps(body, indent=2, ensure_ascii=False)
+        print(textwrap.indent(text, "  "))
+
+
+# output
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _width() -> int | None:
+    """Truncate to `$COLUMNS` or the terminal; never truncate output piped elsewhere."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], indent: int = 0) -> str:
+    """Aligned columns; the last one is cut to the width with an ellipsis."""
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers) - 1)]
+    lines = []
+    for row in [headers, *rows]:
+        cells = [str(c).ljust(w) for c, w in zip(row, widths, strict=False)]
+        line = " " * indent + "  ".join([*cells, " ".join(str(row[-1]).split())])
+        lines.append(_cut(line.rstrip()))
+    return "\n".join(lines)
+
+
+def _cut(line: str) -> str:
+    width = _width()
+    if width is None or len(line) <= width:
+        return line
+    return line[: max(width - 1, 0)] + "…"
+
+
+def _time(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")

@@ -1,0 +1,253 @@
+"""A small synchronous client for the admin API, one method per route.
+
+Every failure is one exception, so a caller (the CLI, a script) catches exactly one thing:
+
+    AdminAPIError
+        status 0      the proxy could not be reached, or did not answer in time
+        status 4xx/5xx  the API refused; `code` and `message` come from its
+                        `{"error": {"message", "type", "code"}}` body
+
+Methods return the API's JSON as plain dicts and lists: the API is the schema, and a second
+copy of it in client-side classes would only drift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Literal, overload
+from urllib.parse import quote
+
+import httpx
+
+Action = Literal["approve", "reject", "archive", "restore"]
+
+
+class AdminAPIError(Exception):
+    """The admin API refused a request, or could not be asked (`status` 0)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _segment(value: str) -> str:
+    """One path segment, escaped so a name can never climb out of its route (`..`)."""
+    escaped = quote(value, safe="")
+    return escaped.replace(".", "%2E") if escaped.strip(".") == "" else escaped
+
+
+class AdminClient:
+    """Talks to the `/admin/` API of one running proxy.
+
+    `url` is the proxy's base URL (`http://127.0.0.1:8080`; `127.0.0.1:8080` means http);
+    `token` is sent as `Authorization: Bearer` when given.
+    """
+
+    def __init__(self, url: str, token: str | None = None, timeout: float = 10) -> None:
+        self.url = (url if "://" in url else "http://" + url).rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            self._http = httpx.Client(
+                base_url=self.url + "/admin/", headers=headers, timeout=timeout
+            )
+        except httpx.InvalidURL as exc:
+            message = f"invalid skillproxy URL {url!r}: {exc}"
+            raise AdminAPIError(0, "invalid_url", message) from None
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> AdminClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # skillbooks and their settings
+
+    def list_skillbooks(self) -> list[dict[str, Any]]:
+        return self._data(self._json("GET", "skillbooks"))
+
+    def get_skillbook(self, skillbook: str) -> dict[str, Any]:
+        return self._json("GET", f"skillbooks/{_segment(skillbook)}")
+
+    def get_settings(self, skillbook: str) -> dict[str, Any]:
+        return self._json("GET", f"skillbooks/{_segment(skillbook)}/settings")
+
+    def update_settings(self, skillbook: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Set the given settings; a `None` value returns one to the configured default."""
+        path = f"skillbooks/{_segment(skillbook)}/settings"
+        return self._json("PATCH", path, body=dict(changes))
+
+    # skills
+
+    def list_skills(
+        self,
+        skillbook: str,
+        status: str | None = None,
+        section: str | None = None,
+        q: str | None = None,
+    ) -> list[dict[str, Any]]:
+        params = {"status": status, "section": section, "q": q}
+        return self._data(self._json("GET", f"skillbooks/{_segment(skillbook)}/skills", params))
+
+    def get_skill(self, skill_id: str) -> dict[str, Any]:
+        return self._json("GET", f"skills/{_segment(skill_id)}")
+
+    def create_skill(
+        self,
+        skillbook: str,
+        section: str,
+        content: str,
+        evidence: list[Mapping[str, str]] | None = None,
+    ) -> dict[str, Any]:
+        body = {
+            "section": section,
+            "content": content,
+            "evidence": [dict(item) for item in evidence or []],
+        }
+        return self._json("POST", f"skillbooks/{_segment(skillbook)}/skills", body=body)
+
+    def change_status(self, skill_id: str, action: Action) -> dict[str, Any]:
+        return self._json("POST", f"skills/{_segment(skill_id)}/{action}")
+
+    def approve(self, skill_id: str) -> dict[str, Any]:
+        return self.change_status(skill_id, "approve")
+
+    def reject(self, skill_id: str) -> dict[str, Any]:
+        return self.change_status(skill_id, "reject")
+
+    def archive(self, skill_id: str) -> dict[str, Any]:
+        return self.change_status(skill_id, "archive")
+
+    def restore(self, skill_id: str) -> dict[str, Any]:
+        return self.change_status(skill_id, "restore")
+
+    def edit_skill(
+        self, skill_id: str, content: str | None = None, section: str | None = None
+    ) -> dict[str, Any]:
+        body = {k: v for k, v in (("content", content), ("section", section)) if v is not None}
+        return self._json("PATCH", f"skills/{_segment(skill_id)}", body=body)
+
+    def rollback(self, skill_id: str, revision: int) -> dict[str, Any]:
+        path = f"skills/{_segment(skill_id)}/rollback"
+        return self._json("POST", path, body={"revision": revision})
+
+    def prompt(
+        self, skillbook: str, model: str | None = None, query: str | None = None
+    ) -> dict[str, Any]:
+        """The section as the proxy would inject it now; `text` is byte-exact."""
+        params = {"model": model, "query": query}
+        return self._json("GET", f"skillbooks/{_segment(skillbook)}/prompt", params)
+
+    # export and import
+
+    @overload
+    def export(self, skillbook: str, format: Literal["json"] = ...) -> dict[str, Any]: ...
+
+    @overload
+    def export(self, skillbook: str, format: Literal["markdown"]) -> str: ...
+
+    def export(
+        self, skillbook: str, format: Literal["json", "markdown"] = "json"
+    ) -> dict[str, Any] | str:
+        response = self._send("GET", f"skillbooks/{_segment(skillbook)}/export", {"format": format})
+        return response.text if format == "markdown" else self._decode(response)
+
+    def import_(
+        self,
+        skillbook: str,
+        document: Mapping[str, Any],
+        mode: Literal["merge", "replace"] = "merge",
+    ) -> dict[str, Any]:
+        path = f"skillbooks/{_segment(skillbook)}/import"
+        return self._json("POST", path, {"mode": mode}, body=dict(document))
+
+    # traces
+
+    def list_traces(
+        self, skillbook: str | None = None, limit: int = 50, before: float | None = None
+    ) -> dict[str, Any]:
+        """One page, newest first: `{"data": [...], "next_before": float | None}`."""
+        params = {"skillbook": skillbook, "limit": str(limit), "before": _number(before)}
+        return self._json("GET", "traces", params)
+
+    def get_trace(self, trace_id: str) -> dict[str, Any]:
+        return self._json("GET", f"traces/{_segment(trace_id)}")
+
+    # plumbing
+
+    def _json(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str | None] | None = None,
+        body: Any = None,
+    ) -> dict[str, Any]:
+        return self._decode(self._send(method, path, params, body))
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str | None] | None = None,
+        body: Any = None,
+    ) -> httpx.Response:
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        try:
+            response = self._http.request(method, path, params=query, json=body)
+        except httpx.TimeoutException as exc:
+            if isinstance(exc, httpx.ConnectTimeout):
+                raise self._unreachable(exc) from None
+            raise AdminAPIError(
+                0, "timeout", f"skillproxy at {self.url} did not answer in time ({exc!r})"
+            ) from None
+        except (httpx.TransportError, httpx.InvalidURL) as exc:
+            raise self._unreachable(exc) from None
+        if response.is_error:
+            raise self._refusal(response)
+        return response
+
+    def _unreachable(self, exc: Exception) -> AdminAPIError:
+        return AdminAPIError(0, "unreachable", f"cannot reach skillproxy at {self.url}: {exc}")
+
+    def _refusal(self, response: httpx.Response) -> AdminAPIError:
+        try:
+            error = response.json()["error"]
+            return AdminAPIError(response.status_code, str(error["code"]), str(error["message"]))
+        except (ValueError, KeyError, TypeError):
+            snippet = " ".join(response.text.split())[:200]
+            return AdminAPIError(
+                response.status_code,
+                "http_error",
+                f"HTTP {response.status_code} from {response.request.url}: {snippet}"
+                " (is this a skillproxy?)",
+            )
+
+    def _decode(self, response: httpx.Response) -> dict[str, Any]:
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise AdminAPIError(
+                response.status_code,
+                "invalid_response",
+                f"{response.request.url} did not answer with a JSON object (is this a skillproxy?)",
+            )
+        return data
+
+    @staticmethod
+    def _data(page: dict[str, Any]) -> list[dict[str, Any]]:
+        data = page.get("data")
+        return data if isinstance(data, list) else []
+
+
+def _number(value: float | None) -> str | None:
+    return None if value is None else repr(value)
