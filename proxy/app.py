@@ -13,9 +13,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from learner.service import scheduled
 from proxy import handlers
 from proxy.admin.routes import admin_app
 from proxy.config import Config
+from proxy.feedback import post_feedback
 from proxy.forwarding import create_session
 from proxy.skillbook_cache import SkillbookCache
 from proxy.state import STATE, ProxyState
@@ -36,6 +38,8 @@ def create_app(config: Config) -> web.Application:
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", handlers.healthz)
     app.add_subapp("/admin/", admin_app())
+    app.router.add_post("/v1/feedback", post_feedback)
+    app.router.add_post("/sb/{skillbook}/v1/feedback", post_feedback)
     app.router.add_route("*", "/v1/{tail:.*}", handlers.proxy_v1)
     app.router.add_route("*", "/sb/{skillbook}/v1/{tail:.*}", handlers.proxy_v1)
 
@@ -57,7 +61,8 @@ def _lifecycle(config: Config):  # type: ignore[no-untyped-def]
             config=config, session=session, traces=traces, db=db, skillbooks=cache
         )
         try:
-            yield
+            async with scheduled(config):
+                yield
         finally:
             await cache.close()
             await traces.close()

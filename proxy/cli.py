@@ -13,9 +13,11 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from learner.sandbox import sandbox_support
 from proxy.admin_cli import add_admin_commands, run_admin_command
 from proxy.app import create_app
 from proxy.config import Config, ConfigError, load_config
+from proxy.learn_cli import add_learn_command, run_learn
 
 log = logging.getLogger("skillproxy")
 GIL_SWITCH_INTERVAL_S = 0.001
@@ -37,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--admin-token", help="bearer token for /admin/ (admin.token)")
     add_admin_commands(commands)
+    add_learn_command(commands)
     return parser
 
 
@@ -82,6 +85,8 @@ def serve(config: Config) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "learn":
+        return run_learn(args)
     if args.command != "serve":
         return run_admin_command(args)
     logging.basicConfig(
@@ -91,6 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = serve_config(args)
     except ConfigError as exc:
         print(f"skillproxy: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if config.learner.enabled and config.learner.recursive and (reason := sandbox_support()):
+        print(f"skillproxy: learner.recursive refused: {reason}", file=sys.stderr)
         return 2
     serve(config)
     return 0

@@ -71,6 +71,31 @@ class SkillbookConfig(_Section):
     refresh_interval_ms: int = Field(default=500, gt=0)
 
 
+class LearnerConfig(_Section):
+    enabled: bool = False
+    model: str = ""
+    api_base: str = ""
+    api_key_env: str = ""
+    request_timeout_s: float = Field(default=120.0, gt=0)
+    interval_s: float = Field(default=60.0, gt=0)
+    min_new_episodes: int = Field(default=1, ge=1)
+    episode_idle_s: float = Field(default=300.0, ge=0)
+    settle_s: float = Field(default=600.0, ge=0)
+    max_episodes_per_run: int = Field(default=50, ge=1)
+    run_token_cap: int = Field(default=200_000, ge=0)
+    daily_token_cap: int = Field(default=2_000_000, ge=0)
+    signal_only: bool = False
+    sample_rest: float = Field(default=1.0, ge=0, le=1)
+    max_context_tokens: int = Field(default=12_000, ge=1000)
+    similarity_threshold: float = Field(default=0.6, gt=0, le=1)
+    recursive: bool = False
+    recursive_threshold_tokens: int = Field(default=8000, ge=0)
+    recursive_max_steps: int = Field(default=6, ge=1)
+    sandbox_timeout_s: float = Field(default=5.0, gt=0)
+    sandbox_memory_mb: int = Field(default=256, ge=32)
+    lease_s: float = Field(default=600.0, gt=0)
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     upstream: UpstreamConfig = UpstreamConfig()
@@ -78,6 +103,7 @@ class Config(_Section):
     traces: TracesConfig = TracesConfig()
     admin: AdminConfig = AdminConfig()
     skillbook: SkillbookConfig = SkillbookConfig()
+    learner: LearnerConfig = LearnerConfig()
 
 
 def load_config(

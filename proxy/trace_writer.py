@@ -50,6 +50,8 @@ class TraceWriter:
         self._pending_puts: set[asyncio.Task[None]] = set()
         self._closing = asyncio.Event()
         self.stats = TraceStats()
+        self.pending_ids: set[str] = set()
+        """Accepted but not yet committed: feedback may name them before they reach the store."""
 
     async def submit(self, record: TraceRecord) -> None:
         """Queue a finished exchange; never raises, waits at most `block_timeout_ms`.
@@ -59,6 +61,7 @@ class TraceWriter:
         """
         try:
             self._queue.put_nowait(record)
+            self.pending_ids.add(record.id)
         except asyncio.QueueFull:
             if self._config.on_full == "block" and self._config.block_timeout_ms > 0:
                 task = asyncio.create_task(self._put_within_timeout(record))
@@ -76,6 +79,7 @@ class TraceWriter:
         except TimeoutError:
             self.stats.dropped += 1
         else:
+            self.pending_ids.add(record.id)
             self.stats.queued += 1
 
     def start(self) -> None:
@@ -104,7 +108,8 @@ class TraceWriter:
             try:
                 await self._write(batch)
             finally:
-                for _ in batch:
+                for record in batch:
+                    self.pending_ids.discard(record.id)
                     self._queue.task_done()
 
     def _take_batch(self, batch: list[TraceRecord]) -> list[TraceRecord]:

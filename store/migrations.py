@@ -137,6 +137,7 @@ def m003_learner(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX episodes_ready ON episodes (skillbook, status, last_at)")
     db.execute("CREATE UNIQUE INDEX episodes_session ON episodes (skillbook, session_key)")
     db.execute("CREATE INDEX traces_episode ON traces (episode_id)")
+    db.execute("CREATE INDEX traces_session ON traces (session_id)")
     db.execute(
         """
         CREATE TABLE conversation_heads (

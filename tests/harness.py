@@ -26,6 +26,7 @@ class RunningProxy:
     server: ServerThread
     config: Config
     provider: FakeProvider
+    provider_url: str
 
     @property
     def url(self) -> str:
@@ -100,7 +101,7 @@ def make_proxy(
 
         server = ServerThread(build, handler_cancellation=True).start()
         started.append(server)
-        return RunningProxy(server, config, provider)
+        return RunningProxy(server, config, provider, provider_server.url)
 
     yield start
     for server in reversed(started):

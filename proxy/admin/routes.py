@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from proxy.admin import skills, traces, transfer
+from proxy.admin import learner, skills, traces, transfer
 from proxy.admin.guard import Handler, json_errors, require_admin
 
 ACTIONS = "approve|reject|archive|restore"
@@ -91,6 +91,13 @@ ROUTES = (
         "GET", "/traces", traces.list_traces, "List traces (query: skillbook, limit, before)"
     ),
     AdminRoute("GET", "/traces/{trace_id}", traces.get_trace, "Show one trace with its bodies"),
+    AdminRoute(
+        "GET",
+        "/learner/runs",
+        learner.list_runs,
+        "Learner runs with tokens and cost (query: skillbook, limit)",
+    ),
+    AdminRoute("POST", "/learner/run", learner.run_now, "Run the learner now (query: skillbook)"),
 )
 
 

@@ -1,0 +1,83 @@
+"""The learner's only door to a model: one litellm call, its usage and its cost.
+
+litellm is imported here, lazily, so the proxy never pays its import time, and every setting
+(model, base URL, key, timeout) is passed per call: no `litellm.*` global is ever set.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from proxy.config import LearnerConfig
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch a price list
+
+
+class LLMError(Exception):
+    """The learner's model could not be asked (network, auth, provider error)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+
+
+def complete(config: LearnerConfig, messages: list[dict[str, Any]]) -> Completion:
+    import litellm  # lazy: seconds of import time the proxy must not pay
+
+    api_key = os.environ.get(config.api_key_env) if config.api_key_env else None
+    try:
+        response = litellm.completion(
+            model=config.model,
+            messages=messages,
+            api_base=config.api_base or None,
+            api_key=api_key or "not-needed",
+            timeout=config.request_timeout_s,
+            temperature=0,
+            num_retries=0,
+            max_retries=0,
+        )
+    except Exception as exc:  # litellm maps every provider failure to its own exception tree
+        raise LLMError(f"{type(exc).__name__}: {exc}") from exc
+    text = response.choices[0].message.content or ""
+    usage = getattr(response, "usage", None)
+    cost = _cost(litellm, config.model, response)
+    return Completion(
+        text=text,
+        input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+        output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        cost_usd=cost,
+    )
+
+
+def _cost(litellm: Any, model: str, response: Any) -> float:
+    """The call's price from litellm's bundled price list; 0 for a model it does not know."""
+    name = model.split("/", 1)[-1]
+    if model not in litellm.model_cost and name not in litellm.model_cost:
+        return 0.0
+    try:
+        return float(litellm.completion_cost(completion_response=response))
+    except Exception:  # a priced model with an unusual response: tokens are still recorded
+        return 0.0
+
+
+def close_cached_clients() -> None:
+    """Close the HTTP clients litellm cached during a run, so no socket outlives it."""
+    import litellm
+
+    cache = litellm.in_memory_llm_clients_cache
+    for client in list(cache.cache_dict.values()):
+        close = getattr(client, "close", None)
+        if callable(close):
+            try:
+                result = close()
+            except Exception:  # an async client or one already closed: nothing to release here
+                continue
+            if hasattr(result, "close"):
+                result.close()  # an un-awaited coroutine from an async client
+    cache.flush_cache()  # type: ignore[no-untyped-call]

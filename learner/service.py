@@ -1,0 +1,78 @@
+"""Entry points that run the learner: once (CLI, admin, tests) or on a schedule (inside serve).
+
+The scheduled learner runs in a worker thread with its own database connection, so its LLM
+calls and SQL never touch the proxy's event loop; the lease makes it safe to also run
+`skillproxy learn` elsewhere against the same database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from learner.llm import close_cached_clients
+from learner.runner import Ask, Progress, RunSummary, group_all, run_skillbook
+from learner.runner import skillbooks_with_ready_episodes as ready_counts
+from proxy.config import Config
+from store.db import open_database
+from store.migrations import migrate
+
+log = logging.getLogger("skillproxy.learner")
+
+
+def learn_once(
+    config: Config,
+    *,
+    skillbook: str | None = None,
+    ask: Ask | None = None,
+    progress: Progress | None = None,
+    now: float | None = None,
+    min_episodes: int = 1,
+) -> list[RunSummary]:
+    """Group new traces, then run every skillbook with at least `min_episodes` ready."""
+    db = open_database(config.store.path)
+    try:
+        migrate(db)
+        group_all(db, config, now=now)
+        counts = ready_counts(db, config, now=now)
+        names = [skillbook] if skillbook else [n for n, c in counts.items() if c >= min_episodes]
+        return [
+            run_skillbook(db, config, name, ask=ask, progress=progress, now=now) for name in names
+        ]
+    finally:
+        db.conn.close()
+        if ask is None:
+            close_cached_clients()
+
+
+@contextlib.asynccontextmanager
+async def scheduled(config: Config) -> AsyncIterator[None]:
+    """Run the learner every `learner.interval_s` while the proxy serves (when enabled)."""
+    if not config.learner.enabled:
+        yield
+        return
+    task = asyncio.create_task(_loop(config), name="skillproxy-learner")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _loop(config: Config) -> None:
+    settings = config.learner
+    while True:
+        await asyncio.sleep(settings.interval_s)
+        try:
+            summaries = await asyncio.to_thread(
+                learn_once, config, min_episodes=settings.min_new_episodes
+            )
+        except Exception:  # a failed run is logged and retried next interval; serving goes on
+            log.exception("learner run failed")
+            continue
+        for summary in summaries:
+            if summary.run is not None:
+                log.info("learner: %s", summary.as_dict())

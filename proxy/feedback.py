@@ -1,0 +1,93 @@
+"""`POST /v1/feedback`: a client says how an exchange or a session went.
+
+Feedback is optional evidence for the learner; without it the reflector judges from the trace
+itself. The trace id comes from the `X-Trace-Id` header of the answer being judged. Errors use
+OpenAI's shape like every other proxy-made error.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from proxy import errors
+from proxy.routing import choose_skillbook
+from proxy.state import STATE
+from store import learner_state
+
+
+class Feedback(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    trace_id: str | None = Field(default=None, min_length=1, max_length=200)
+    session_id: str | None = Field(default=None, min_length=1, max_length=200)
+    score: float | None = Field(default=None, ge=0, le=1)
+    label: str | None = Field(default=None, min_length=1, max_length=100)
+    comment: str | None = Field(default=None, max_length=4000)
+
+    @model_validator(mode="after")
+    def _one_target_and_a_verdict(self) -> Feedback:
+        if (self.trace_id is None) == (self.session_id is None):
+            raise ValueError("give exactly one of trace_id or session_id")
+        if self.score is None and self.label is None:
+            raise ValueError("give a score (0..1) or a label")
+        return self
+
+
+async def post_feedback(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    try:
+        skillbook = choose_skillbook(
+            request.match_info.get("skillbook"),
+            request.headers.get("X-Skillbook"),
+            state.config.server.default_skillbook,
+        )
+        body = _parse(await request.read())
+    except errors.ProxyError as exc:
+        return errors.error_response(exc, anthropic=False)
+    except ValueError as exc:
+        return errors.error_response(
+            errors.invalid_request(str(exc), "invalid_skillbook"), anthropic=False
+        )
+    if (
+        body.trace_id is not None
+        and body.trace_id not in state.traces.pending_ids
+        and not await state.db.run(learner_state.trace_exists, body.trace_id)
+    ):
+        return _not_found(f"no trace with id {body.trace_id!r}")
+    if body.session_id is not None and not await state.db.run(
+        learner_state.session_exists, body.session_id
+    ):
+        return _not_found(f"no traces for session {body.session_id!r}")
+    seq = await state.db.run(
+        learner_state.add_feedback,
+        skillbook=skillbook,
+        trace_id=body.trace_id,
+        session_id=body.session_id,
+        score=body.score,
+        label=body.label,
+        comment=body.comment,
+    )
+    return web.json_response({"id": seq, "object": "feedback", "status": "recorded"}, status=201)
+
+
+def _parse(raw: bytes) -> Feedback:
+    try:
+        data: Any = json.loads(raw)
+    except ValueError as exc:
+        raise errors.invalid_json(str(exc)) from None
+    try:
+        return Feedback.model_validate(data)
+    except ValidationError as exc:
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+        )
+        raise errors.invalid_request(f"Invalid feedback: {detail}", "invalid_feedback") from None
+
+
+def _not_found(message: str) -> web.Response:
+    err = errors.ProxyError(404, message, "invalid_request_error", "not_found", "not_found_error")
+    return errors.error_response(err, anthropic=False)

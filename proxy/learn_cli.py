@@ -1,0 +1,74 @@
+"""`skillproxy learn`: run the learner as its own process, with progress and a summary."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from learner.sandbox import sandbox_support
+from learner.service import learn_once
+from proxy.config import ConfigError, load_config
+
+BAR_WIDTH = 30
+
+
+def add_learn_command(commands: Any) -> None:
+    learn = commands.add_parser("learn", help="run the learner over logged traffic")
+    learn.add_argument("--config", help="TOML config file (the [learner] section)")
+    learn.add_argument("--db", help="SQLite database path (store.path)")
+    learn.add_argument("--skillbook", help="only this skillbook (default: every one with work)")
+    learn.add_argument("--once", action="store_true", help="one run, then exit")
+    learn.add_argument("--model", help="litellm model string (learner.model)")
+    learn.add_argument("--api-base", help="base URL for the learner's model (learner.api_base)")
+
+
+def run_learn(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(
+            args.config,
+            overrides={
+                "store": {"path": args.db},
+                "learner": {"model": args.model, "api_base": args.api_base},
+            },
+        )
+    except ConfigError as exc:
+        print(f"skillproxy: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if not config.learner.model:
+        print(
+            "skillproxy: set learner.model (or --model) to a litellm model string", file=sys.stderr
+        )
+        return 2
+    if config.learner.recursive and (reason := sandbox_support()):
+        print(f"skillproxy: recursive reflector refused: {reason}", file=sys.stderr)
+        return 2
+    while True:
+        summaries = learn_once(config, skillbook=args.skillbook, progress=_progress)
+        for summary in summaries:
+            _print_summary(summary.as_dict())
+        if not summaries:
+            print("nothing to learn from yet (no finished episodes)", file=sys.stderr)
+        if args.once:
+            return 0
+        time.sleep(config.learner.interval_s)
+
+
+def _progress(done: int, total: int, episode: str) -> None:
+    filled = BAR_WIDTH * done // max(total, 1)
+    bar = "█" * filled + " " * (BAR_WIDTH - filled)
+    end = "\n" if done == total else ""
+    print(f"\r▕{bar}▏ {done}/{total} episodes {episode[:24]:<24}", end=end, file=sys.stderr)
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    print(
+        f"{s['skillbook']}: {s['episodes']} episodes read, {s['reflections']} reflected, "
+        f"{s['failures']} failed, {s['skipped']} skipped; {s['proposals']} proposals, "
+        f"{s['merged']} merged into existing skills, {s['tags']} tags; "
+        f"{s['llm_calls']} LLM calls, {s['input_tokens']}+{s['output_tokens']} tokens, "
+        f"${s['cost_usd']:.4f}" + (f"; stopped: {s['stopped']}" if s["stopped"] else "")
+    )
+    for refused in s["refused"]:
+        print(f"  refused proposal {refused}")

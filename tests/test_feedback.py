@@ -1,0 +1,64 @@
+"""`POST /v1/feedback`: recorded when it names a real exchange, a clear 4xx when it does not."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.harness import RunningProxy
+
+
+def test_feedback_on_a_fresh_trace_is_recorded_even_before_the_trace_is_written(
+    proxy: RunningProxy,
+) -> None:
+    answer = httpx.post(proxy.v1 + "/chat/completions", json={"model": "m", "messages": []})
+    trace_id = answer.headers["X-Trace-Id"]
+    response = httpx.post(
+        proxy.v1 + "/feedback", json={"trace_id": trace_id, "score": 0.0, "comment": "wrong"}
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["status"] == "recorded"
+    db = proxy.db()
+    row = db.execute("SELECT trace_id, score, comment, skillbook FROM feedback").fetchone()
+    db.conn.close()
+    assert row == (trace_id, 0.0, "wrong", "default")
+
+
+def test_feedback_by_session_and_label_under_a_skillbook(proxy: RunningProxy) -> None:
+    httpx.post(
+        proxy.sb("bot") + "/chat/completions",
+        json={"model": "m", "messages": []},
+        headers={"X-Session-Id": "sess-42"},
+    )
+    proxy.traces(1)
+    response = httpx.post(
+        proxy.sb("bot") + "/feedback", json={"session_id": "sess-42", "label": "thumbs_down"}
+    )
+    assert response.status_code == 201
+    db = proxy.db()
+    assert db.execute("SELECT skillbook, label FROM feedback").fetchone() == ("bot", "thumbs_down")
+    db.conn.close()
+
+
+def test_bad_feedback_gets_clear_errors(proxy: RunningProxy) -> None:
+    def post(body: object) -> httpx.Response:
+        return httpx.post(proxy.v1 + "/feedback", json=body)
+
+    unknown = post({"trace_id": "tr_nope", "score": 1})
+    assert unknown.status_code == 404 and "tr_nope" in unknown.json()["error"]["message"]
+    assert post({"session_id": "never-seen", "score": 1}).status_code == 404
+    for body, fragment in [
+        ({"score": 1}, "exactly one of trace_id or session_id"),
+        ({"trace_id": "a", "session_id": "b", "score": 1}, "exactly one"),
+        ({"trace_id": "a"}, "score (0..1) or a label"),
+        ({"trace_id": "a", "score": 3}, "less than or equal to 1"),
+        ({"trace_id": "a", "score": 1, "stars": 5}, "stars"),
+        ([1], "body"),
+    ]:
+        response = post(body)
+        assert response.status_code == 400, body
+        error = response.json()["error"]
+        assert error["code"] == "invalid_feedback" and fragment in error["message"], error
+    garbage = httpx.post(
+        proxy.v1 + "/feedback", content=b"{", headers={"Content-Type": "application/json"}
+    )
+    assert garbage.status_code == 400 and garbage.json()["error"]["code"] == "invalid_json"
