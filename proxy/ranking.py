@@ -112,17 +112,34 @@ def by_usefulness(skills: Iterable[dict[str, object]]) -> list[RankedSkill]:
     return ranked
 
 
+class RelevanceIndex:
+    """Word -> skills containing it, built once per skillbook version, so a request scores only
+    the skills that share a word with it."""
+
+    def __init__(self, ranked: Sequence[RankedSkill]) -> None:
+        self.ranked = list(ranked)
+        self.postings: dict[str, list[int]] = {}
+        for i, skill in enumerate(self.ranked):
+            for word in skill.words:
+                self.postings.setdefault(word, []).append(i)
+        total = len(self.ranked)
+        self.weight = {w: math.log(1 + total / len(ids)) for w, ids in self.postings.items()}
+
+    def order(self, asked: frozenset[str]) -> list[RankedSkill]:
+        """Skills sharing words with the query first (rarer words weigh more), then the rest,
+        each group in usefulness order."""
+        scores: dict[int, float] = {}
+        for word in asked:
+            for i in self.postings.get(word, ()):
+                scores[i] = scores.get(i, 0.0) + self.weight[word]
+        if not scores:
+            return self.ranked
+        first = sorted(scores, key=lambda i: (-scores[i], i))
+        return [self.ranked[i] for i in first] + [
+            skill for i, skill in enumerate(self.ranked) if i not in scores
+        ]
+
+
 def by_relevance(ranked: Sequence[RankedSkill], query: str) -> list[RankedSkill]:
     """Re-order an already usefulness-ranked list by overlap with `query` (stable on ties)."""
-    asked = words(query)
-    if not asked:
-        return list(ranked)
-    total = len(ranked)
-    frequency: dict[str, int] = {}
-    for skill in ranked:
-        for word in skill.words & asked:
-            frequency[word] = frequency.get(word, 0) + 1
-    weight = {w: math.log(1 + total / f) for w, f in frequency.items()}
-    scored = [(sum(weight[w] for w in skill.words & asked), i) for i, skill in enumerate(ranked)]
-    scored.sort(key=lambda pair: (-pair[0], pair[1]))
-    return [ranked[i] for _, i in scored]
+    return RelevanceIndex(ranked).order(words(query))

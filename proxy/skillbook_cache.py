@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import sqlite_utils
 
 from proxy.config import SkillbookConfig
-from proxy.ranking import RankedSkill, by_relevance, by_usefulness
+from proxy.ranking import RankedSkill, RelevanceIndex, by_usefulness, words
 from proxy.render import EMPTY, HEADER, Section, fit, line_tokens
 from proxy.tokens import ENCODINGS, count_tokens, encoding_name_for_model
 from store import skillbooks, skills
@@ -42,18 +42,24 @@ class Prepared:
     header_tokens: dict[str, int]
     section_tokens: dict[str, dict[str, int]]
     static: dict[str, Section]
-    by_query: OrderedDict[tuple[str, tuple[str, ...]], Section] = field(default_factory=OrderedDict)
+    by_query: OrderedDict[tuple[str, frozenset[str]], Section] = field(
+        default_factory=OrderedDict
+    )
+    index: RelevanceIndex | None = None
 
     def section(self, encoding: str, query: Callable[[], str]) -> Section:
         """The usefulness-ranked section, or, for relevance ranking, one chosen for `query()`."""
         if self.ranking != "relevance" or not self.ranked:
             return self.static[encoding]
-        order = by_relevance(self.ranked, query())
-        key = (encoding, tuple(skill.id for skill in order))
+        asked = words(query())
+        key = (encoding, asked)
         hit = self.by_query.get(key)
         if hit is not None:
             self.by_query.move_to_end(key)
             return hit
+        if self.index is None:
+            self.index = RelevanceIndex(self.ranked)
+        order = self.index.order(asked)
         index = {skill.id: i for i, skill in enumerate(self.ranked)}
         costs = [self.costs[encoding][index[skill.id]] for skill in order]
         result = fit(

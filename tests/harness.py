@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anthropic
+import openai
 import pytest
 import sqlite_utils
 
@@ -27,6 +29,22 @@ class RunningProxy:
     config: Config
     provider: FakeProvider
     provider_url: str
+    clients: list[Any] = field(default_factory=list)
+    """SDK clients made through `openai()`/`anthropic()`, closed when the test ends."""
+
+    def openai(self, skillbook: str | None = None, key: str = "k", **kw: Any) -> openai.OpenAI:
+        base = self.sb(skillbook) if skillbook else self.v1
+        client = openai.OpenAI(base_url=base, api_key=key, max_retries=0, **kw)
+        self.clients.append(client)
+        return client
+
+    def anthropic(
+        self, skillbook: str | None = None, key: str = "k", **kw: Any
+    ) -> anthropic.Anthropic:
+        base = f"{self.url}/sb/{skillbook}" if skillbook else self.url
+        client = anthropic.Anthropic(base_url=base, api_key=key, max_retries=0, **kw)
+        self.clients.append(client)
+        return client
 
     @property
     def url(self) -> str:
@@ -91,7 +109,7 @@ def make_proxy(
 ) -> Iterator[Callable[..., RunningProxy]]:
     """`make_proxy(traces={"queue_size": 1}, ...)` starts a proxy with those settings."""
     provider, provider_server = fake_provider
-    started: list[ServerThread] = []
+    started: list[RunningProxy] = []
 
     def start(**sections: dict[str, Any]) -> RunningProxy:
         config = proxy_config(tmp_path, provider_server.url, **sections)
@@ -100,12 +118,15 @@ def make_proxy(
             return create_app(config)
 
         server = ServerThread(build, handler_cancellation=True).start()
-        started.append(server)
-        return RunningProxy(server, config, provider, provider_server.url)
+        running = RunningProxy(server, config, provider, provider_server.url)
+        started.append(running)
+        return running
 
     yield start
-    for server in reversed(started):
-        server.stop()
+    for running in reversed(started):
+        for client in running.clients:
+            client.close()
+        running.server.stop()
 
 
 @pytest.fixture

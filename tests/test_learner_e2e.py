@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-import openai
 import pytest
 
 from learner.service import learn_once
@@ -61,7 +60,7 @@ def reflection(
 
 def conversation(proxy: RunningProxy, n: int, skillbook: str = "support") -> str:
     """A two-turn conversation that hits the same failure every time; returns its last trace id."""
-    client = openai.OpenAI(base_url=proxy.sb(skillbook), api_key="sk-agent", max_retries=0)
+    client = proxy.openai(skillbook, key="sk-agent")
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": "You are a support agent."},
         {"role": "user", "content": f"I want to return my shoes, order {n}."},

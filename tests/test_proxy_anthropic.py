@@ -33,9 +33,7 @@ def approve_skill(proxy: RunningProxy, skillbook: str = "claude") -> None:
 
 
 def client(proxy: RunningProxy, skillbook: str = "claude", **kw: Any) -> anthropic.Anthropic:
-    return anthropic.Anthropic(
-        base_url=f"{proxy.url}/sb/{skillbook}", api_key="sk-ant-test", max_retries=0, **kw
-    )
+    return proxy.anthropic(skillbook, key="sk-ant-test", **kw)
 
 
 def test_string_system_gets_the_section_appended(proxy: RunningProxy) -> None:

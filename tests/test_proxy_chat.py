@@ -29,7 +29,7 @@ TOOLS = [
 
 
 def client(proxy: RunningProxy, key: str = "sk-test-client-key-123456") -> openai.OpenAI:
-    return openai.OpenAI(base_url=proxy.v1, api_key=key, max_retries=0)
+    return proxy.openai(key=key)
 
 
 def test_non_streaming_answer_reaches_sdk_and_trace(proxy: RunningProxy) -> None:

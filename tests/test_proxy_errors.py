@@ -14,7 +14,7 @@ from tests.harness import RunningProxy
 
 
 def sdk(proxy: RunningProxy) -> openai.OpenAI:
-    return openai.OpenAI(base_url=proxy.v1, api_key="k", max_retries=0)
+    return proxy.openai()
 
 
 def test_provider_error_is_relayed_verbatim(proxy: RunningProxy) -> None:

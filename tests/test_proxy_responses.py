@@ -23,7 +23,7 @@ def approve_skill(proxy: RunningProxy, skillbook: str = "coder") -> None:
 
 
 def sdk(proxy: RunningProxy) -> openai.OpenAI:
-    return openai.OpenAI(base_url=proxy.sb("coder"), api_key="k", max_retries=0)
+    return proxy.openai("coder")
 
 
 def test_instructions_get_the_section_and_input_is_untouched(proxy: RunningProxy) -> None:

@@ -38,7 +38,7 @@ def add_skill(
 
 
 def chat(proxy: RunningProxy, skillbook: str, **body: Any) -> openai.types.chat.ChatCompletion:
-    client = openai.OpenAI(base_url=proxy.sb(skillbook), api_key="k", max_retries=0)
+    client = proxy.openai(skillbook)
     messages = body.pop(
         "messages",
         [
@@ -61,7 +61,7 @@ def test_approved_skill_is_appended_after_client_system_text_and_nothing_else_ch
     proxy: RunningProxy,
 ) -> None:
     skill_id = add_skill(proxy, "support", "returns", RETURN_RULE)
-    client = openai.OpenAI(base_url=proxy.sb("support"), api_key="k", max_retries=0)
+    client = proxy.openai("support")
     messages = [
         {"role": "system", "content": "You are a support agent."},
         {"role": "user", "content": "I want to return my shoes."},
@@ -129,7 +129,7 @@ def test_pending_rejected_and_archived_skills_are_never_injected(proxy: RunningP
     admin(proxy, "POST", f"/skills/{rejected}/reject")
     archived = add_skill(proxy, "support", "returns", "Archived rule: mention the loyalty program.")
     assert admin(proxy, "POST", f"/skills/{archived}/archive").json()["status"] == "archived"
-    raw = openai.OpenAI(base_url=proxy.sb("support"), api_key="k", max_retries=0)
+    raw = proxy.openai("support")
     response = raw.chat.completions.with_raw_response.create(
         model="m", messages=[{"role": "system", "content": "S"}]
     )
@@ -192,7 +192,7 @@ def test_budget_is_respected_exactly_and_most_useful_skills_win(proxy: RunningPr
         ).status_code
         == 200
     )
-    raw = openai.OpenAI(base_url=proxy.sb("support"), api_key="k", max_retries=0)
+    raw = proxy.openai("support")
     response = raw.chat.completions.with_raw_response.create(
         model="gpt-4", messages=[{"role": "user", "content": "x"}]
     )
