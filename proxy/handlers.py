@@ -42,7 +42,7 @@ async def proxy_v1(request: web.Request) -> web.StreamResponse:
         skillbook=state.config.server.default_skillbook,
         method=request.method,
         path=f"/v1/{tail}" + (f"?{request.query_string}" if request.query_string else ""),
-        format=route.format.name if route.format else None,
+        format=route.format.name if route.format and route.turn else None,
         request_content_type=request.headers.get("Content-Type", ""),
         session_id=request.headers.get(SESSION_HEADER),
     )

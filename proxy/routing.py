@@ -20,6 +20,9 @@ class Route:
     """The adapter whose body the proxy reads and may inject into; None = pass through."""
     anthropic: bool
     """Forward to the Anthropic upstream and speak Anthropic's error shape."""
+    turn: bool = True
+    """A conversation turn the learner reads; False for token counting, which is injected (so
+    the count matches the real request) but traced as a plain pass-through."""
 
 
 _PASS_OPENAI = Route(None, anthropic=False)
@@ -28,6 +31,7 @@ _EXACT: dict[str, Route] = {
     "chat/completions": Route(CHAT, anthropic=False),
     "responses": Route(RESPONSES, anthropic=False),
     "messages": Route(MESSAGES, anthropic=True),
+    "messages/count_tokens": Route(MESSAGES, anthropic=True, turn=False),
 }
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import sqlite_utils
 
 from proxy.config import TracesConfig
-from proxy.tracing import TraceRecord, build_row
+from proxy.tracing import TraceRecord, base_row, build_row
 from store.traces import insert_traces
 from store.worker import DatabaseWorker
 
@@ -147,20 +147,4 @@ def _build_and_insert(db: sqlite_utils.Database, batch: list[TraceRecord]) -> No
 
 
 def _fallback_row(record: TraceRecord, exc: Exception) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "created_at": record.created_at,
-        "skillbook": record.skillbook,
-        "format": record.format,
-        "method": record.method,
-        "path": record.path,
-        "model": record.model,
-        "stream": int(record.stream),
-        "status": record.status,
-        "latency_ms": record.latency_ms,
-        "ttfb_ms": record.ttfb_ms,
-        "error": f"trace row not built: {type(exc).__name__}: {exc}",
-        "client_disconnected": int(record.client_disconnected),
-        "key_fingerprint": record.key_fingerprint,
-        "session_id": record.session_id,
-    }
+    return {**base_row(record), "error": f"trace row not built: {type(exc).__name__}: {exc}"}

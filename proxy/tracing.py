@@ -69,8 +69,23 @@ class TraceRecord:
 
 
 def build_row(record: TraceRecord) -> dict[str, Any]:
+    """The full row: bodies as JSON text, a stream folded into its final response, usage read."""
     response_text, response = _response(record)
     usage = FORMATS[record.format].usage(response) if record.format and response else None
+    return {
+        **base_row(record),
+        "input_tokens": usage.input_tokens if usage else None,
+        "output_tokens": usage.output_tokens if usage else None,
+        "request_json": _body_text(
+            record.request_body, record.request_content_type, len(record.request_body)
+        ),
+        "response_json": response_text,
+    }
+
+
+def base_row(record: TraceRecord) -> dict[str, Any]:
+    """What the proxy knew without parsing any body; enough to record an exchange whose
+    bodies could not be made into a row."""
     return {
         "id": record.id,
         "created_at": record.created_at,
@@ -83,8 +98,6 @@ def build_row(record: TraceRecord) -> dict[str, Any]:
         "status": record.status,
         "latency_ms": record.latency_ms,
         "ttfb_ms": record.ttfb_ms,
-        "input_tokens": usage.input_tokens if usage else None,
-        "output_tokens": usage.output_tokens if usage else None,
         "key_fingerprint": record.key_fingerprint,
         "error": record.error,
         "client_disconnected": int(record.client_disconnected),
@@ -93,10 +106,6 @@ def build_row(record: TraceRecord) -> dict[str, Any]:
         "skillbook_version": record.skillbook_version,
         "injected_skill_ids": json.dumps(list(record.injected_skill_ids)),
         "skill_tokens": record.skill_tokens,
-        "request_json": _body_text(
-            record.request_body, record.request_content_type, len(record.request_body)
-        ),
-        "response_json": response_text,
     }
 
 

@@ -158,6 +158,15 @@ def test_headers_and_key_pass_through_and_count_tokens_works(proxy: RunningProxy
     )
     [trace] = proxy.traces(1)
     assert trace["key_fingerprint"].startswith("fp_")
+    assert trace["format"] is None  # counted, not a conversation turn for the learner
+
+
+def test_count_tokens_counts_the_request_as_it_will_be_sent(proxy: RunningProxy) -> None:
+    approve_skill(proxy)
+    client(proxy).messages.count_tokens(
+        model="claude-test-model", system="S", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert RULE in proxy.provider.last.json()["system"]
 
 
 def test_configured_anthropic_key_replaces_the_clients(

@@ -13,7 +13,7 @@ from proxy.routing import choose_skillbook, classify, upstream_url
         ("POST", "chat/completions", "chat", False),
         ("POST", "responses", "responses", False),
         ("POST", "messages", "messages", True),
-        ("POST", "messages/count_tokens", None, True),
+        ("POST", "messages/count_tokens", "messages", True),
         ("POST", "messages/batches", None, True),
         ("GET", "models", None, False),
         ("GET", "responses/resp_1", None, False),
