@@ -39,9 +39,7 @@ one transaction, which first checks that no other process moved the cursor meanw
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -51,6 +49,7 @@ from typing import Any
 
 import sqlite_utils
 
+from learner.conversation_keys import encode_message, json_object, prefix_hashes, session_key
 from proxy.formats import FORMATS, Message, WireFormat
 from store.errors import NotFound
 from store.traces import get_trace
@@ -83,7 +82,6 @@ NEGATIVE_LABELS = frozenset(
 
 _PARAMS = 500  # values per `IN (...)`, well under SQLite's variable limit
 _RESPONSE_KEY = "resp:"  # heads named by a Responses id; content hashes are bare hex
-_CLAUDE_SESSION = re.compile(r"session_([0-9A-Za-z-]+)")
 _NEGATIVE = (
     "(f.score < 0.5 OR lower(replace(replace(trim(f.label), '-', '_'), ' ', '_')) IN ("
     + ", ".join(f"'{label}'" for label in sorted(NEGATIVE_LABELS))
@@ -272,41 +270,15 @@ def episode_conversation(db: sqlite_utils.Database, episode_id: str) -> EpisodeC
     )
 
 
-def session_key(session_id: str | None, request: dict[str, Any]) -> str | None:
-    """The conversation id a client named, if any (see the module docstring for the order)."""
-    if session_id:
-        return session_id
-    metadata = request.get("metadata")
-    metadata = metadata if isinstance(metadata, dict) else {}
-    for name in ("session_id", "conversation_id"):
-        value = metadata.get(name)
-        if isinstance(value, str) and value:
-            return value
-    conversation = request.get("conversation")
-    if isinstance(conversation, dict):
-        conversation = conversation.get("id")
-    if isinstance(conversation, str) and conversation:
-        return conversation
-    user_id = metadata.get("user_id")
-    if not isinstance(user_id, str):
-        return None
-    if user_id.startswith("{"):
-        parsed = _json_object(user_id)
-        value = parsed.get("session_id") if parsed else None
-        return value if isinstance(value, str) and value else None
-    match = _CLAUDE_SESSION.search(user_id)
-    return match.group(1) if match else None
-
-
 def _read(row: tuple[Any, ...], canonical: dict[str, str]) -> _Trace | None:
     """A trace's keys from its bodies (parsed once), or None when it cannot be grouped."""
     trace_id, created_at, skillbook, fmt, status, error, hung_up, column, req, resp = row
     wire = FORMATS.get(fmt) if fmt else None
-    request = _json_object(req)
+    request = json_object(req)
     if wire is None or request is None:
         return None
     ok = isinstance(status, int) and 200 <= status < 300
-    response = _json_object(resp) if ok else None
+    response = json_object(resp) if ok else None
     asked, full, shared = _normalise(wire, request, response)
     if not asked:
         return None
@@ -317,7 +289,7 @@ def _read(row: tuple[Any, ...], canonical: dict[str, str]) -> _Trace | None:
     hasher = blake2b(digest_size=16)
     prefixes: list[str] = []
     for message in asked:
-        hasher.update(_encode(message, canonical))
+        hasher.update(encode_message(message, canonical))
         if message.role == "assistant":
             prefixes.append(hasher.hexdigest())
     lookups.extend(reversed(prefixes))
@@ -328,7 +300,7 @@ def _read(row: tuple[Any, ...], canonical: dict[str, str]) -> _Trace | None:
             if not shared:
                 hasher, rest = blake2b(digest_size=16), full
             for message in rest:
-                hasher.update(_encode(message, canonical))
+                hasher.update(encode_message(message, canonical))
             heads.append(hasher.hexdigest())
         if fmt == "responses" and isinstance(response.get("id"), str):
             heads.append(_RESPONSE_KEY + response["id"])
@@ -492,41 +464,6 @@ def _cursor(db: sqlite_utils.Database) -> Cursor | None:
     return (found[0], found[1]) if found else None
 
 
-def _encode(message: Message, canonical: dict[str, str]) -> bytes:
-    """Length-prefixed fields, so no two different messages (or sequences) encode alike.
-
-    Tool arguments are compared as JSON values: clients that parse them and serialise them
-    back (LangChain does) change the spacing, not the call. Call ids are left out. Every turn
-    resends every earlier call, so `canonical` keeps the arguments already rewritten.
-    """
-    role, content, calls = message.role, message.content, message.tool_calls
-    call_id = message.tool_call_id or ""
-    text = f"{len(role)}:{role}{len(content)}:{content}{len(call_id)}:{call_id}{len(calls)}:"
-    for call in calls:
-        arguments = canonical.get(call.arguments)
-        if arguments is None:
-            arguments = canonical[call.arguments] = _canonical_json(call.arguments)
-        text += f"{len(call.name)}:{call.name}{len(arguments)}:{arguments}"
-    return text.encode()
-
-
-def _canonical_json(text: str) -> str:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return text
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def _prefix_hashes(messages: Sequence[Message], canonical: dict[str, str]) -> list[str]:
-    hasher = blake2b(digest_size=16)
-    out: list[str] = []
-    for message in messages:
-        hasher.update(_encode(message, canonical))
-        out.append(hasher.hexdigest())
-    return out
-
-
 def _trace_conversation(
     trace: dict[str, Any], by_response: dict[str, list[Message]]
 ) -> list[Message]:
@@ -552,7 +489,7 @@ def _threads(conversations: list[list[Message]]) -> list[list[Message]]:
     canonical: dict[str, str] = {}
     kept: list[list[Message]] = []
     for messages in reversed(conversations):
-        hashes = _prefix_hashes(messages, canonical)
+        hashes = prefix_hashes(messages, canonical)
         if hashes[-1] in covered:
             continue
         covered.update(hashes)
@@ -565,16 +502,3 @@ def _episode_dict(row: Sequence[Any]) -> dict[str, Any]:
     episode = dict(zip(_EPISODE_COLUMNS, row[:-1], strict=True))
     episode["signal"] = bool(row[-1])
     return episode
-
-
-def _json_object(text: Any) -> dict[str, Any] | None:
-    """A stored body as an object; None for absent, non-JSON or size-capped bodies."""
-    if not isinstance(text, str):
-        return None
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(value, dict) or value.get("skillproxy_omitted"):
-        return None
-    return value

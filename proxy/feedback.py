@@ -14,7 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from proxy import errors
-from proxy.routing import choose_skillbook
+from proxy.handlers import skillbook_for
 from proxy.state import STATE
 from store import learner_state
 
@@ -40,18 +40,10 @@ class Feedback(BaseModel):
 async def post_feedback(request: web.Request) -> web.Response:
     state = request.app[STATE]
     try:
-        skillbook = choose_skillbook(
-            request.match_info.get("skillbook"),
-            request.headers.get("X-Skillbook"),
-            state.config.server.default_skillbook,
-        )
+        skillbook = skillbook_for(request, state)
         body = _parse(await request.read())
     except errors.ProxyError as exc:
         return errors.error_response(exc, anthropic=False)
-    except ValueError as exc:
-        return errors.error_response(
-            errors.invalid_request(str(exc), "invalid_skillbook"), anthropic=False
-        )
     if (
         body.trace_id is not None
         and body.trace_id not in state.traces.pending_ids

@@ -49,7 +49,7 @@ async def proxy_v1(request: web.Request) -> web.StreamResponse:
     key = client_key(request.headers)
     record.key_fingerprint = fingerprint(key) if key else None
     try:
-        record.skillbook = _skillbook(request, state)
+        record.skillbook = skillbook_for(request, state)
         extra = {"X-Trace-Id": record.id, "X-Skillbook": record.skillbook}
         body = await _read_body(request, state)
         record.request_body = body
@@ -64,7 +64,7 @@ async def proxy_v1(request: web.Request) -> web.StreamResponse:
     except errors.ProxyError as exc:
         record.status = exc.status
         record.error = str(exc)
-        return _error(request, exc, route, record)
+        return _error(exc, route, record)
     except asyncio.CancelledError:  # the client left while we waited on the provider
         record.client_disconnected = True
         record.error = record.error or "client disconnected"
@@ -74,7 +74,8 @@ async def proxy_v1(request: web.Request) -> web.StreamResponse:
         await state.traces.submit(record)
 
 
-def _skillbook(request: web.Request, state: ProxyState) -> str:
+def skillbook_for(request: web.Request, state: ProxyState) -> str:
+    """The path's skillbook, else the `X-Skillbook` header's, else the default; 400 if invalid."""
     try:
         return choose_skillbook(
             request.match_info.get("skillbook"),
@@ -142,9 +143,7 @@ async def _forward(
         raise errors.upstream_unreachable(f"{type(exc).__name__}: {exc}") from None
 
 
-def _error(
-    request: web.Request, err: errors.ProxyError, route: Route, record: TraceRecord
-) -> web.Response:
+def _error(err: errors.ProxyError, route: Route, record: TraceRecord) -> web.Response:
     response = errors.error_response(err, anthropic=route.anthropic, trace_id=record.id)
     record.response_content_type = "application/json"
     assert isinstance(response.body, bytes)

@@ -42,9 +42,7 @@ class Prepared:
     header_tokens: dict[str, int]
     section_tokens: dict[str, dict[str, int]]
     static: dict[str, Section]
-    by_query: OrderedDict[tuple[str, frozenset[str]], Section] = field(
-        default_factory=OrderedDict
-    )
+    by_query: OrderedDict[tuple[str, frozenset[str]], Section] = field(default_factory=OrderedDict)
     index: RelevanceIndex | None = None
 
     def section(self, encoding: str, query: Callable[[], str]) -> Section:
