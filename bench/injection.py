@@ -23,7 +23,6 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -39,6 +38,7 @@ from store.migrations import migrate  # noqa: E402
 from store.worker import DatabaseWorker  # noqa: E402
 
 TARGET_ADDED_P50_MS = 0.1
+CHAT_PATH = "/v1/chat/completions"
 TOPICS = ("returns", "billing", "shipping", "accounts", "tone", "escalation", "tools", "privacy")
 BODY = {
     "model": "gpt-4o-mini",
@@ -47,6 +47,8 @@ BODY = {
         {"role": "user", "content": "Where is my order 12345? I need it for a birthday."},
     ],
 }
+
+RAW = json.dumps(BODY).encode()
 
 
 def build_skillbook(path: Path, count: int = 200) -> None:
@@ -74,17 +76,18 @@ def per_request_cost(path: Path, ranking: str, calls: int = 20000) -> dict[str, 
         worker = DatabaseWorker(path)
         cache = SkillbookCache(worker, SkillbookConfig(ranking=ranking))  # type: ignore[arg-type]
         await cache.refresh()
+        await cache.add_encoding("o200k_base")
         out: dict[str, float] = {}
         for book in ("big", "none"):
-            record = TraceRecord("t", 0.0, book, "POST", "/v1/chat/completions", model="gpt-4o-mini")
+            record = TraceRecord("t", 0.0, book, "POST", CHAT_PATH, model="gpt-4o-mini")
             headers: dict[str, str] = {}
             start = time.perf_counter()
             for _ in range(calls):
-                inject(cache, CHAT, BODY, record, headers)
+                inject(cache, CHAT, BODY, RAW, record, headers)
             out[book] = (time.perf_counter() - start) / calls * 1e6
-        record = TraceRecord("t", 0.0, "big", "POST", "/v1/chat/completions", model="gpt-4o-mini")
+        record = TraceRecord("t", 0.0, "big", "POST", CHAT_PATH, model="gpt-4o-mini")
         headers = {}
-        inject(cache, CHAT, BODY, record, headers)
+        inject(cache, CHAT, BODY, RAW, record, headers)
         out["skills_injected"] = float(headers["X-Skills-Injected"])
         out["skill_tokens"] = float(headers["X-Skill-Tokens"])
         worker.close()

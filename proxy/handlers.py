@@ -8,22 +8,30 @@ in its own wire format.
 from __future__ import annotations
 
 import asyncio
-import json
+import logging
 import time
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from proxy import errors
+from proxy import errors, jsonio
 from proxy.credentials import apply_upstream_key, client_key, fingerprint
 from proxy.forwarding import is_timeout, relay, upstream_headers
 from proxy.injection import inject, opted_out
-from proxy.routing import SKILLBOOK_HEADER, Route, choose_skillbook, classify, upstream_url
+from proxy.routing import (
+    SKILLBOOK_HEADER,
+    Route,
+    choose_skillbook,
+    classify,
+    raw_tail,
+    upstream_url,
+)
 from proxy.state import STATE, ProxyState
 from proxy.tracing import TraceRecord, new_trace_id
 
 SESSION_HEADER = "X-Session-Id"
+log = logging.getLogger("skillproxy")
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -59,7 +67,9 @@ async def proxy_v1(request: web.Request) -> web.StreamResponse:
             record.model = model if isinstance(model, str) else None
             record.stream = payload.get("stream") is True
             if not opted_out(request.headers):
-                body = inject(state.skillbooks, route.format, payload, record, extra) or body
+                if (missing := state.skillbooks.missing_encoding(record.model)) is not None:
+                    await _load_tokenizer(state, missing)
+                body = inject(state.skillbooks, route.format, payload, body, record, extra) or body
         return await _forward(request, state, route, tail, body, record, extra, started)
     except errors.ProxyError as exc:
         record.status = exc.status
@@ -72,6 +82,14 @@ async def proxy_v1(request: web.Request) -> web.StreamResponse:
     finally:
         record.latency_ms = (time.perf_counter() - started) * 1000
         await state.traces.submit(record)
+
+
+async def _load_tokenizer(state: ProxyState, encoding: str) -> None:
+    """Once per model family: without it this request goes out with no section, not failed."""
+    try:
+        await state.skillbooks.add_encoding(encoding)
+    except Exception:  # the store or tokenizer failed: forwarding must not
+        log.exception("could not prepare skillbooks for %s", encoding)
 
 
 def skillbook_for(request: web.Request, state: ProxyState) -> str:
@@ -98,7 +116,7 @@ async def _read_body(request: web.Request, state: ProxyState) -> bytes:
 
 def _parse_json(body: bytes) -> dict[str, Any]:
     try:
-        payload = json.loads(body)
+        payload = jsonio.loads(body)
     except ValueError as exc:
         raise errors.invalid_json(str(exc)) from None
     if not isinstance(payload, dict):
@@ -127,7 +145,7 @@ async def _forward(
     try:
         async with state.session.request(
             request.method,
-            upstream_url(base, tail, request.query_string),
+            upstream_url(base, raw_tail(request.raw_path)),
             data=body if body else None,
             headers=headers,
             allow_redirects=False,

@@ -7,11 +7,11 @@ non-ASCII, so the forwarded JSON equals the client's except for that one message
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from multidict import CIMultiDictProxy
 
+from proxy import jsonio
 from proxy.formats import WireFormat
 from proxy.skillbook_cache import SkillbookCache
 from proxy.tracing import TraceRecord
@@ -29,6 +29,7 @@ def inject(
     cache: SkillbookCache,
     fmt: WireFormat,
     payload: dict[str, Any],
+    raw: bytes,
     record: TraceRecord,
     response_headers: dict[str, str],
 ) -> bytes | None:
@@ -44,5 +45,4 @@ def inject(
         return None
     record.injected_skill_ids = section.skill_ids
     record.skill_tokens = section.tokens
-    forwarded = fmt.inject(payload, section.text)
-    return json.dumps(forwarded, ensure_ascii=False, separators=(",", ":")).encode()
+    return jsonio.dumps(fmt.inject(payload, section.text), like=raw)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from yarl import URL
+
 from proxy.formats import CHAT, MESSAGES, RESPONSES, WireFormat
 
 SKILLBOOK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -57,9 +59,15 @@ def choose_skillbook(path_name: str | None, header: str | None, default: str) ->
     return name
 
 
-def upstream_url(base: str, tail: str, query: str) -> str:
-    """Join the configured base (with or without `/v1`) and the client's path after `/v1/`."""
+def upstream_url(base: str, raw_tail: str) -> URL:
+    """Join the configured base (with or without `/v1`) and the client's raw path (still
+    percent-encoded, with its query) after `/v1/`; nothing is re-encoded or re-parsed."""
     base = base.rstrip("/")
     if not base.endswith("/v1"):
         base += "/v1"
-    return f"{base}/{tail}" + (f"?{query}" if query else "")
+    return URL(f"{base}/{raw_tail}", encoded=True)
+
+
+def raw_tail(raw_path: str) -> str:
+    """The part of a request's raw path after its first `/v1/` (query string included)."""
+    return raw_path[raw_path.index("/v1/") + 4 :]

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import sqlite_utils
@@ -47,6 +47,8 @@ class Prepared:
 
     def section(self, encoding: str, query: Callable[[], str]) -> Section:
         """The usefulness-ranked section, or, for relevance ranking, one chosen for `query()`."""
+        if encoding not in self.static:
+            return EMPTY  # only between a refresh and the tokenizer's first load: nothing safe
         if self.ranking != "relevance" or not self.ranked:
             return self.static[encoding]
         asked = words(query())
@@ -74,8 +76,13 @@ class Prepared:
         return result
 
 
-def prepare(db: sqlite_utils.Database, name: str, defaults: SkillbookConfig) -> Prepared:
-    """Load, rank and measure one skillbook; runs on the database thread."""
+def prepare(
+    db: sqlite_utils.Database,
+    name: str,
+    defaults: SkillbookConfig,
+    encodings: Iterable[str] = ENCODINGS,
+) -> Prepared:
+    """Load, rank and measure one skillbook for each of `encodings`; on the database thread."""
     book = skillbooks.get(db, name)
     settings = book["settings"]
     budget = (
@@ -84,24 +91,67 @@ def prepare(db: sqlite_utils.Database, name: str, defaults: SkillbookConfig) -> 
     ranking = settings["ranking"] or defaults.ranking
     ranked = by_usefulness(skills.active(db, name))
     prepared = Prepared(name, book["version"], budget, ranking, ranked, {}, {}, {}, {})
-    for encoding in ENCODINGS:
-        costs = [line_tokens(skill, encoding) for skill in ranked]
-        header = count_tokens(HEADER + "\n", encoding)
-        sections = {s.section: count_tokens(f"\n## {s.section}\n", encoding) for s in ranked}
-        prepared.costs[encoding] = costs
-        prepared.header_tokens[encoding] = header
-        prepared.section_tokens[encoding] = sections
-        prepared.static[encoding] = fit(ranked, costs, budget, encoding, header, sections)
+    for encoding in encodings:
+        measure(prepared, encoding)
     return prepared
 
 
+def measure(prepared: Prepared, encoding: str) -> None:
+    """Count one encoding's tokens for every skill and fit the static section."""
+    ranked, budget = prepared.ranked, prepared.budget
+    costs = [line_tokens(skill, encoding) for skill in ranked]
+    header = count_tokens(HEADER + "\n", encoding)
+    sections = {s.section: count_tokens(f"\n## {s.section}\n", encoding) for s in ranked}
+    prepared.costs[encoding] = costs
+    prepared.header_tokens[encoding] = header
+    prepared.section_tokens[encoding] = sections
+    prepared.static[encoding] = fit(ranked, costs, budget, encoding, header, sections)
+
+
 class SkillbookCache:
+    """Tokenizers are loaded only for the model families requests use (each costs 30-55 MB):
+    the first request of a new family waits while every skillbook is measured for it."""
+
     def __init__(self, worker: DatabaseWorker, defaults: SkillbookConfig) -> None:
         self._worker = worker
         self._defaults = defaults
         self._entries: dict[str, Prepared] = {}
+        self._encodings: frozenset[str] = frozenset()
+        self._adding: dict[str, asyncio.Future[None]] = {}
         self._task: asyncio.Task[None] | None = None
         self.refresh_errors = 0
+
+    def missing_encoding(self, model: str | None) -> str | None:
+        """The tokenizer a request of `model` needs that is not loaded yet, if any."""
+        encoding = encoding_name_for_model(model)
+        return None if encoding in self._encodings else encoding
+
+    async def add_encoding(self, encoding: str) -> None:
+        """Measure every skillbook for `encoding` (once; concurrent callers share the work)."""
+        pending = self._adding.get(encoding)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._adding[encoding] = done
+        try:
+            entries = await self._worker.run(self._measured, dict(self._entries), encoding)
+            self._entries.update(entries)
+            self._encodings = self._encodings | {encoding}
+            done.set_result(None)
+        except BaseException as exc:
+            done.set_exception(exc)
+            done.exception()  # retrieved here, so an unawaited failure is not reported twice
+            raise
+        finally:
+            del self._adding[encoding]
+
+    def _measured(
+        self, db: sqlite_utils.Database, entries: dict[str, Prepared], encoding: str
+    ) -> dict[str, Prepared]:
+        for entry in entries.values():
+            if encoding not in entry.static:
+                measure(entry, encoding)
+        return entries
 
     def get(self, name: str) -> Prepared | None:
         return self._entries.get(name)
@@ -123,9 +173,14 @@ class SkillbookCache:
         self, db: sqlite_utils.Database, entries: dict[str, Prepared]
     ) -> dict[str, Prepared]:
         current = skillbooks.versions(db)
-        fresh = {name: e for name, e in entries.items() if current.get(name) == e.version}
+        wanted = self._encodings
+        fresh = {
+            name: e
+            for name, e in entries.items()
+            if current.get(name) == e.version and wanted <= e.static.keys()
+        }
         for name in current.keys() - fresh.keys():
-            fresh[name] = prepare(db, name, self._defaults)
+            fresh[name] = prepare(db, name, self._defaults, wanted)
         return fresh
 
     def start(self) -> None:

@@ -51,7 +51,11 @@ def encoding_name_for_model(model: str | None) -> str:
 
 @lru_cache(maxsize=len(ENCODINGS))
 def get_encoding(name: str) -> tiktoken.Encoding:
-    return tiktoken.get_encoding(name)
+    """The encoding, without tiktoken's Python copy of its merge ranks (26 MB for o200k):
+    the Rust core keeps its own, and the copy serves only pickling, which we never do."""
+    encoding = tiktoken.get_encoding(name)
+    encoding._mergeable_ranks = {}
+    return encoding
 
 
 def count_tokens(text: str, encoding: str) -> int:

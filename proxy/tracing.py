@@ -16,6 +16,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from proxy import jsonio
 from proxy.formats import FORMATS
 
 MAX_TRACE_BODY_BYTES = 4 * 1024 * 1024
@@ -118,12 +119,12 @@ def _response(record: TraceRecord) -> tuple[str | None, dict[str, Any] | None]:
         return _omitted(record.response_content_type, record.response_bytes), None
     if "text/event-stream" in record.response_content_type and record.format:
         folded = FORMATS[record.format].fold_stream(raw)
-        return json.dumps(folded, ensure_ascii=False), folded
+        return jsonio.dumps(folded).decode(), folded
     text = _body_text(raw, record.response_content_type, len(raw))
     if text is None or not record.format or "json" not in record.response_content_type:
         return text, None
     try:
-        parsed = json.loads(text)
+        parsed = jsonio.loads(raw)
     except ValueError:
         return text, None
     return text, parsed if isinstance(parsed, dict) else None

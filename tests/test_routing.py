@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.routing import choose_skillbook, classify, upstream_url
+from proxy.routing import choose_skillbook, classify, raw_tail, upstream_url
 
 
 @pytest.mark.parametrize(
@@ -37,10 +37,13 @@ def test_skillbook_precedence_and_validation() -> None:
             choose_skillbook(bad or None, bad or None, bad)
 
 
-def test_upstream_url_joins_with_or_without_v1() -> None:
-    assert upstream_url("https://api.openai.com/v1", "models", "") == (
+def test_upstream_url_joins_with_or_without_v1_keeping_the_raw_path() -> None:
+    assert str(upstream_url("https://api.openai.com/v1", "models")) == (
         "https://api.openai.com/v1/models"
     )
-    assert upstream_url("https://api.anthropic.com/", "messages", "beta=true") == (
+    assert str(upstream_url("https://api.anthropic.com/", "messages?beta=true")) == (
         "https://api.anthropic.com/v1/messages?beta=true"
     )
+    tail = raw_tail("/sb/bot/v1/files/file%2F1/content?x=%20y")
+    assert tail == "files/file%2F1/content?x=%20y"
+    assert str(upstream_url("http://h/v1", tail)) == "http://h/v1/files/file%2F1/content?x=%20y"

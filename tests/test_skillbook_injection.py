@@ -242,3 +242,18 @@ def test_a_change_reaches_another_proxy_sharing_the_database_within_a_second(
             break
         assert time.monotonic() - started < 1.0, "the second proxy did not see the change in 1 s"
         time.sleep(0.05)
+
+
+def test_unusual_numbers_survive_injection(proxy: RunningProxy) -> None:
+    """NaN and integers past 64 bits were accepted before the fast JSON path; still are."""
+    add_skill(proxy, "support", "returns", RETURN_RULE)
+    body = b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "seed": 123456789012345678901234567890, "logit_bias": {"1": NaN}}'
+    response = httpx.post(
+        proxy.sb("support") + "/chat/completions",
+        content=body,
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 200
+    sent = proxy.provider.last.body
+    assert b"123456789012345678901234567890" in sent and b"NaN" in sent
+    assert RETURN_RULE.encode() in sent

@@ -173,7 +173,7 @@ async def compiled_prompt(request: web.Request) -> web.Response:
     """The section exactly as the proxy would inject it now, rendered from the store."""
     state, name = state_of(request), skillbook_name(request)
     encoding = encoding_name_for_model(request.query.get("model"))
-    prepared = await state.db.run(prepare, name, state.config.skillbook)
+    prepared = await state.db.run(prepare, name, state.config.skillbook, [encoding])
     query = request.query.get("query", "")
     section = prepared.section(encoding, lambda: query)
     return web.json_response(

@@ -11,10 +11,11 @@ a cut-off stream should lose as little of the trace as possible.
 from __future__ import annotations
 
 import codecs
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from proxy import jsonio
 
 __all__ = ["SSEDecoder", "SSEEvent", "iter_events", "json_data"]
 
@@ -138,7 +139,7 @@ def json_data(event: SSEEvent) -> dict[str, Any] | None:
     if not data or data[0] not in "{ \t\n":
         return None
     try:
-        value = json.loads(data)
+        value = jsonio.loads(data)
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
