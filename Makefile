@@ -25,8 +25,11 @@ lint: setup
 	$(VENV)/bin/ruff check proxy store learner tests bench
 	$(VENV)/bin/mypy
 
+# The whole suite, set-up included (8-12 min; LiteLLM goes into bench/.venv-litellm once).
+# `make bench BENCH_ARGS=--quick` is a 1-2 min smoke run into bench/out/RESULTS-quick.md.
+BENCH_ARGS ?=
 bench: setup
-	$(PY) bench/overhead.py --markdown bench/RESULTS.md
+	$(PY) bench/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

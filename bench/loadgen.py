@@ -2,9 +2,12 @@
 
 Runs in its own process so its CPU is not charged to the proxy's event loop. Requests started
 during the warm-up are not counted; a request counts when it starts inside the measured window,
-and no request starts after it. Prints one JSON line.
+and no request starts after it. With `--requests N` it instead sends exactly N requests (no
+warm-up, no time window) and counts them all. Prints one JSON line; `all_requests` counts every
+request finished, warm-up included, for per-request CPU figures.
 
     python bench/loadgen.py --url http://127.0.0.1:9002/v1/chat/completions -c 32 -d 5 --stream
+    python bench/loadgen.py --url http://127.0.0.1:9002/v1/chat/completions -c 32 --requests 10000
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import aiohttp
 
 REQUEST_TIMEOUT_S = 30.0
 ERROR_BACKOFF_S = 0.01
+MAX_COUNT_MODE_S = 900.0
 
 
 def chat_body(stream: bool) -> bytes:
@@ -52,6 +56,17 @@ class Stats:
     errors: int = 0
     first_error: str | None = None
     last_finish: float = 0.0
+    finished: int = 0
+    tickets: int | None = None  # count mode: requests still to start
+
+    def take(self, now: float, stop_at: float) -> bool:
+        """May a worker start one more request now?"""
+        if self.tickets is None:
+            return now < stop_at
+        if self.tickets <= 0 or now >= stop_at:
+            return False
+        self.tickets -= 1
+        return True
 
 
 def percentile_ms(values: list[float], q: float) -> float | None:
@@ -69,9 +84,10 @@ async def worker(
     measure_from: float,
     stop_at: float,
     stats: Stats,
+    api_key: str,
 ) -> None:
-    headers = {"Content-Type": "application/json", "Authorization": "Bearer sk-bench"}
-    while (start := time.perf_counter()) < stop_at:
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"}
+    while stats.take(start := time.perf_counter(), stop_at):
         counted = start >= measure_from
         ttfb: float | None = None
         try:
@@ -84,6 +100,7 @@ async def worker(
         except (aiohttp.ClientError, TimeoutError) as exc:
             ok, problem = False, f"{type(exc).__name__}: {exc}"
         end = time.perf_counter()
+        stats.finished += 1
         if not counted:
             continue
         stats.last_finish = max(stats.last_finish, end)
@@ -97,21 +114,33 @@ async def worker(
 
 
 async def run(
-    url: str, concurrency: int, duration: float, warmup: float, stream: bool
+    url: str,
+    concurrency: int,
+    duration: float,
+    warmup: float,
+    stream: bool,
+    requests: int | None = None,
+    api_key: str = "sk-bench",
 ) -> dict[str, object]:
-    stats = Stats()
+    stats = Stats(tickets=requests)
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        if requests is not None:  # count mode: everything counts, bounded in time all the same
+            warmup, duration = 0.0, MAX_COUNT_MODE_S
         measure_from = time.perf_counter() + warmup
         stop_at = measure_from + duration
         body = chat_body(stream)
         await asyncio.gather(
-            *(worker(session, url, body, measure_from, stop_at, stats) for _ in range(concurrency))
+            *(
+                worker(session, url, body, measure_from, stop_at, stats, api_key)
+                for _ in range(concurrency)
+            )
         )
     elapsed = max(stats.last_finish - measure_from, 1e-9)
     report: dict[str, object] = {
         "requests": len(stats.latencies),
+        "all_requests": stats.finished,
         "errors": stats.errors,
         "req_per_s": round(len(stats.latencies) / elapsed, 1),
         "p50_ms": percentile_ms(stats.latencies, 0.50),
@@ -131,10 +160,26 @@ def main() -> None:
     parser.add_argument("-d", "--duration", type=float, default=5.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds not counted")
     parser.add_argument("--stream", action="store_true")
+    parser.add_argument(
+        "-n", "--requests", type=int, help="count mode: send exactly N requests, then stop"
+    )
+    parser.add_argument("--api-key", default="sk-bench", help="sent as a bearer token")
     args = parser.parse_args()
     if not (0 < args.concurrency <= 1024 and 0 < args.duration <= 600 and args.warmup <= 60):
         parser.error("concurrency must be 1..1024, duration 0..600 s, warmup <= 60 s")
-    report = asyncio.run(run(args.url, args.concurrency, args.duration, args.warmup, args.stream))
+    if args.requests is not None and not 0 < args.requests <= 10_000_000:
+        parser.error("--requests must be 1..10000000")
+    report = asyncio.run(
+        run(
+            args.url,
+            args.concurrency,
+            args.duration,
+            args.warmup,
+            args.stream,
+            args.requests,
+            args.api_key,
+        )
+    )
     print(json.dumps(report), flush=True)
 
 

@@ -1,367 +1,239 @@
-"""What skillproxy costs on top of the cheapest possible Python proxy, measured in one run.
+"""Overhead and throughput: the same load against the provider, the floor, skillproxy, LiteLLM.
 
-Starts the fake provider, the feature-less floor proxy and skillproxy on free loopback ports,
-then drives each with the load generator (its own process), non-streaming and streaming, at 1
-and 32 clients. Absolute figures depend on the machine; the ratios to the floor, measured
-minutes apart on the same cores, are the point. Every process started here is stopped on exit.
-
-    .venv/bin/python bench/overhead.py --duration 5 --repeat 3 --markdown bench/out/overhead.md
+Each cell (target x json/stream x clients) runs the load generator in its own process; the
+targets alternate inside each repeat, so a noisy minute hurts all of them alike. Around each
+run the target's CPU time is read from /proc, which gives CPU seconds per 1,000 requests.
+Absolute figures depend on the machine; the ratios, measured minutes apart on the same cores,
+are the point. `run_all.py` starts the servers and calls `measure` and `report`.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import json
-import os
-import platform
-import shlex
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from types import FrameType
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-TARGETS = ("direct", "floor", "skillproxy")
+from procs import BENCH, cpu_seconds
+from report import spread, table, verdict
+
+TARGETS = ("direct", "floor", "skillproxy", "litellm")
 MODES = ("json", "stream")
-CHAT_PATH = "/v1/chat/completions"
-READY_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 5.0
-MIN_THROUGHPUT_RATIO = 0.8
-MAX_ADDED_P50_MS = 0.3
-TARGETS_LINE = (
-    f"targets: throughput at the most clients >= {MIN_THROUGHPUT_RATIO}x floor; "
-    f"added p50 at the fewest clients <= {MAX_ADDED_P50_MS} ms"
+FIELDS = (
+    ("req_per_s", 0),
+    ("p50_ms", 2),
+    ("p99_ms", 2),
+    ("ttfb_p50_ms", 2),
+    ("cpu_s_per_1k", 3),
 )
-FIELDS = ("req_per_s", "p50_ms", "p99_ms", "ttfb_p50_ms")
-SKILLPROXY_CMD = (
-    "{python} -m proxy serve --host 127.0.0.1 --port {port} --db {db} --upstream {upstream}/v1"
-)
+MIN_FLOOR_RATIO = 0.8
+MAX_ADDED_P50_VS_FLOOR_MS = 0.3
+MIN_LITELLM_RATIO = 10.0
+MAX_ADDED_P50_VS_LITELLM = 0.1
 
 
 @dataclass(frozen=True)
-class Server:
+class Target:
     name: str
-    port: int
-    proc: subprocess.Popen[bytes]
-    log: Path
+    url: str
+    pid: int
+    api_key: str = "sk-bench"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Row:
     target: str
     mode: str
-    concurrency: int
-    runs: list[dict[str, float]]
+    clients: int
+    runs: list[dict[str, float]] = field(default_factory=list)
+
+    def values(self, key: str) -> list[float]:
+        return [run[key] for run in self.runs]
 
     def median(self, key: str) -> float:
-        return statistics.median(run[key] for run in self.runs)
-
-    def cell(self, key: str) -> str:
-        values = [run[key] for run in self.runs]
-        digits = 0 if key == "req_per_s" else 2
-        text = f"{statistics.median(values):.{digits}f}"
-        if len(values) > 1:
-            text += f" ({min(values):.{digits}f}..{max(values):.{digits}f})"
-        return text
+        return statistics.median(self.values(key))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def log_tail(path: Path, lines: int = 20) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def start(
-    name: str, argv: list[str], logdir: Path, port: int, env: dict[str, str] | None = None
-) -> Server:
-    log = logdir / f"{name}.log"
-    with log.open("wb") as out:
-        # Own session: a Ctrl-C reaches only us, and we stop the children in order.
-        proc = subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-            start_new_session=True,
-        )
-    return Server(name, port, proc, log)
-
-
-def _tcp_ready(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-        return True
-    return False
-
-
-def _http_ready(port: int) -> bool:
-    url = f"http://127.0.0.1:{port}/healthz"
-    with (
-        contextlib.suppress(OSError, urllib.error.URLError),
-        urllib.request.urlopen(url, timeout=0.5) as resp,
-    ):
-        return bool(resp.status == 200)
-    return False
-
-
-def wait_ready(server: Server, http: bool) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise RuntimeError(
-                f"{server.name} exited with {server.proc.returncode}:\n{log_tail(server.log)}"
-            )
-        if (_http_ready if http else _tcp_ready)(server.port):
-            return
-        time.sleep(0.1)
-    raise RuntimeError(
-        f"{server.name} not ready after {READY_TIMEOUT_S:.0f} s:\n{log_tail(server.log)}"
-    )
-
-
-def stop(server: Server) -> None:
-    if server.proc.poll() is None:
-        server.proc.terminate()
-        try:
-            server.proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            server.proc.kill()
-            server.proc.wait(STOP_TIMEOUT_S)
-
-
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
-def skillproxy_argv(template: str, port: int, upstream: str, db: Path) -> list[str]:
-    fields = {"python": sys.executable, "port": port, "upstream": upstream, "db": db}
-    fields["upstream_port"] = upstream.rsplit(":", 1)[1]
-    try:
-        return shlex.split(template.format(**{k: shlex.quote(str(v)) for k, v in fields.items()}))
-    except (KeyError, IndexError) as exc:
-        raise RuntimeError(f"--skillproxy-cmd: unknown field {exc}; use {sorted(fields)}") from exc
-
-
-@contextlib.contextmanager
-def servers(only: list[str], skillproxy_cmd: str, logdir: Path) -> Iterator[dict[str, int]]:
-    """Start what `only` needs, yield target name -> port, and always stop all of it."""
-    started: list[Server] = []
-
-    def launch(name: str, argv: list[str], port: int, http: bool = False) -> None:
-        env = {"SKILLPROXY_ADMIN__TOKEN": "bench"} if name == "skillproxy" else None
-        started.append(start(name, argv, logdir, port, env))
-        wait_ready(started[-1], http)
-
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        ports = {target: free_port() for target in only}
-        ports.setdefault("direct", free_port())
-        base = f"http://127.0.0.1:{ports['direct']}"
-        script = [sys.executable, str(BENCH / "upstream.py"), "--port", str(ports["direct"])]
-        launch("upstream", script, ports["direct"])
-        if "floor" in only:
-            script = [sys.executable, str(BENCH / "floor.py"), "--port", str(ports["floor"])]
-            launch("floor", [*script, "--upstream", base], ports["floor"])
-        if "skillproxy" in only:
-            argv = skillproxy_argv(skillproxy_cmd, ports["skillproxy"], base, logdir / "bench.db")
-            launch("skillproxy", argv, ports["skillproxy"], http=True)
-        yield {target: ports[target] for target in only}
-    finally:
-        for server in reversed(started):
-            stop(server)
-        signal.signal(signal.SIGTERM, previous)
-
-
-def load(
-    port: int, mode: str, concurrency: int, duration: float, warmup: float
-) -> dict[str, float]:
-    argv = [
-        sys.executable,
-        str(BENCH / "loadgen.py"),
-        "--url",
-        f"http://127.0.0.1:{port}{CHAT_PATH}",
-        "--concurrency",
-        str(concurrency),
-        "--duration",
-        str(duration),
-        "--warmup",
-        str(warmup),
-    ]
-    if mode == "stream":
+def loadgen(
+    url: str,
+    *,
+    clients: int,
+    stream: bool = False,
+    duration: float = 5.0,
+    warmup: float = 1.0,
+    requests: int | None = None,
+    api_key: str = "sk-bench",
+    timeout: float = 120.0,
+) -> dict[str, Any]:
+    """Run bench/loadgen.py once; fail loudly on any error response."""
+    argv = [sys.executable, str(BENCH / "loadgen.py"), "--url", url, "-c", str(clients)]
+    argv += ["--duration", str(duration), "--warmup", str(warmup), "--api-key", api_key]
+    if stream:
         argv.append("--stream")
-    done = subprocess.run(
-        argv, capture_output=True, text=True, check=False, timeout=duration + warmup + 60
-    )
+    if requests is not None:
+        argv += ["--requests", str(requests)]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(f"loadgen failed ({done.returncode}):\n{done.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     if result["errors"] or not result["requests"]:
-        raise RuntimeError(f"loadgen saw errors against port {port}: {result}")
-    return {key: float(result[key]) for key in FIELDS}
+        raise RuntimeError(f"loadgen saw errors against {url}: {result}")
+    return result
 
 
-def measure(ports: dict[str, int], levels: list[int], args: argparse.Namespace) -> list[Row]:
+def run_cell(
+    target: Target, mode: str, clients: int, duration: float, warmup: float
+) -> dict[str, float]:
+    before, before_main = cpu_seconds(target.pid), cpu_seconds(target.pid, target.pid)
+    result = loadgen(
+        target.url,
+        clients=clients,
+        stream=mode == "stream",
+        duration=duration,
+        warmup=warmup,
+        api_key=target.api_key,
+        timeout=duration + warmup + 120,
+    )
+    cpu = cpu_seconds(target.pid) - before
+    main = cpu_seconds(target.pid, target.pid) - before_main
+    figures = {key: float(result[key]) for key, _ in FIELDS if key in result}
+    per_1k = 1000 / result["all_requests"]
+    figures["cpu_s_per_1k"] = cpu * per_1k
+    figures["cpu_main_s_per_1k"] = main * per_1k
+    figures["cpu_other_s_per_1k"] = (cpu - main) * per_1k
+    return figures
+
+
+def measure(
+    targets: list[Target],
+    levels: list[int],
+    *,
+    repeat: int,
+    duration: float,
+    warmup: float,
+    progress: Callable[[str], None],
+) -> list[Row]:
     rows: list[Row] = []
     for mode in MODES:
-        for concurrency in levels:
-            # Targets alternate within each repeat, so drift on the machine hits all alike.
-            runs: dict[str, list[dict[str, float]]] = {t: [] for t in ports}
-            for _ in range(args.repeat):
-                for target, port in ports.items():
-                    runs[target].append(load(port, mode, concurrency, args.duration, args.warmup))
-            for target, results in runs.items():
-                rows.append(Row(target, mode, concurrency, results))
-                print(
-                    f"  {target:<10} {mode:<6} c={concurrency:<3} {rows[-1].cell('req_per_s')}"
-                    " req/s",
-                    file=sys.stderr,
-                    flush=True,
-                )
+        for clients in levels:
+            cells = {t.name: Row(t.name, mode, clients) for t in targets}
+            for _ in range(repeat):
+                for target in targets:
+                    cells[target.name].runs.append(
+                        run_cell(target, mode, clients, duration, warmup)
+                    )
+            for row in cells.values():
+                rate = spread(row.values("req_per_s"), 0)
+                progress(f"{row.target:<10} {mode:<6} c={clients:<3} {rate} req/s")
+            rows.extend(cells.values())
     return rows
 
 
-def report(rows: list[Row], levels: list[int]) -> tuple[list[str], list[str]]:
-    """The results table, then the comparison against the floor with PASS/MISS lines."""
-    table = [
-        "| target | mode | clients | req/s | p50 ms | p99 ms | ttfb p50 ms |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    table += [
-        f"| {r.target} | {r.mode} | {r.concurrency} | "
-        + " | ".join(r.cell(k) for k in FIELDS)
-        + " |"
+def results_table(rows: list[Row]) -> list[str]:
+    headers = ["target", "mode", "clients", "req/s", "p50 ms", "p99 ms", "ttfb p50 ms"]
+    body = [
+        [r.target, r.mode, str(r.clients), *(spread(r.values(k), d) for k, d in FIELDS)]
         for r in rows
     ]
-    by_key = {(r.target, r.mode, r.concurrency): r for r in rows}
-    verdicts: list[str] = []
-    if not {"skillproxy", "floor"} <= {r.target for r in rows}:
-        return table, ["(skillproxy vs floor not compared: both must be measured)"]
-    table += [
-        "",
-        "| mode | clients | skillproxy / floor req/s | added p50 ms | added ttfb p50 ms |",
-        "| --- | ---: | ---: | ---: | ---: |",
+    return table([*headers, "CPU s / 1k req"], body, left=2)
+
+
+def cpu_split_table(rows: list[Row]) -> list[str]:
+    """CPU per 1,000 requests of the main (event-loop) thread and of everything else (other
+    threads, child processes)."""
+    body = [
+        [
+            r.target,
+            r.mode,
+            str(r.clients),
+            spread(r.values("cpu_main_s_per_1k"), 3),
+            spread(r.values("cpu_other_s_per_1k"), 3),
+        ]
+        for r in rows
+        if r.target != "direct"
     ]
+    headers = ["target", "mode", "clients", "main thread CPU s / 1k", "the rest CPU s / 1k"]
+    return table(headers, body, left=2)
+
+
+def ratio(rows: list[Row], mode: str, clients: int, key: str, of: str, to: str) -> float:
+    cell = {(r.target, r.mode, r.clients): r for r in rows}
+    return cell[(of, mode, clients)].median(key) / cell[(to, mode, clients)].median(key)
+
+
+def comparisons(rows: list[Row], levels: list[int]) -> tuple[list[str], list[tuple[bool, str]]]:
+    """Ratios of skillproxy to the floor and to LiteLLM, and the PASS/MISS lines.
+
+    Each verdict comes with whether it is one of the suite's targets (the rest are further
+    checks: the streaming floor ratio and the floor latency budget).
+    """
+    cell = {(r.target, r.mode, r.clients): r for r in rows}
+    have_litellm = any(r.target == "litellm" for r in rows)
+    body: list[list[str]] = []
+    verdicts: list[tuple[bool, str]] = []
     for mode in MODES:
         for c in levels:
-            sp, fl = by_key[("skillproxy", mode, c)], by_key[("floor", mode, c)]
-            ratio = sp.median("req_per_s") / fl.median("req_per_s")
-            added = sp.median("p50_ms") - fl.median("p50_ms")
-            added_ttfb = sp.median("ttfb_p50_ms") - fl.median("ttfb_p50_ms")
-            table.append(f"| {mode} | {c} | {ratio:.2f} | {added:+.2f} | {added_ttfb:+.2f} |")
+            sp, fl, direct = (cell[(t, mode, c)] for t in ("skillproxy", "floor", "direct"))
+            lt = cell.get(("litellm", mode, c))
+            ratio_floor = sp.median("req_per_s") / fl.median("req_per_s")
+            added_floor = sp.median("p50_ms") - fl.median("p50_ms")
+            added_sp = sp.median("p50_ms") - direct.median("p50_ms")
+            line = [mode, str(c), f"{ratio_floor:.2f}", f"{added_floor:+.2f}", f"{added_sp:+.2f}"]
+            line.append(f"{sp.median('cpu_s_per_1k') / fl.median('cpu_s_per_1k'):.2f}")
             if c == max(levels):
-                ok = ratio >= MIN_THROUGHPUT_RATIO
-                verdicts.append(
-                    f"{'PASS' if ok else 'MISS'}  {mode}: throughput at {c} clients "
-                    f"{ratio:.2f}x floor (target >= {MIN_THROUGHPUT_RATIO}x)"
+                ok = ratio_floor >= MIN_FLOOR_RATIO
+                text = (
+                    f"{mode}, {c} clients: skillproxy at {ratio_floor:.2f}x the floor's req/s"
+                    f" (target >= {MIN_FLOOR_RATIO}x)"
                 )
+                verdicts.append((mode == "json", verdict(ok, text)))
             if c == min(levels):
-                ok = added <= MAX_ADDED_P50_MS
-                verdicts.append(
-                    f"{'PASS' if ok else 'MISS'}  {mode}: added p50 at {c} client(s) "
-                    f"{added:+.2f} ms (target <= {MAX_ADDED_P50_MS} ms)"
+                ok = added_floor <= MAX_ADDED_P50_VS_FLOOR_MS
+                text = (
+                    f"{mode}, {c} client(s): skillproxy adds {added_floor:+.2f} ms p50 over"
+                    f" the floor (budget <= {MAX_ADDED_P50_VS_FLOOR_MS} ms)"
                 )
-    return table, verdicts
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return (
-        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}"
-    )
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per run")
-    parser.add_argument("--warmup", type=float, default=1.0, help="uncounted seconds per run")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per cell; median reported")
-    parser.add_argument("--concurrency", default="1,32", help="comma-separated client counts")
-    parser.add_argument("--only", default=",".join(TARGETS), help=f"subset of {','.join(TARGETS)}")
-    parser.add_argument(
-        "--skillproxy-cmd",
-        default=SKILLPROXY_CMD,
-        help="command template; fields {python} {port} {upstream} "
-        "{upstream_port} {db} (default: %(default)s)",
-    )
-    parser.add_argument("--markdown", type=Path, help="also write the results to this file")
-    args = parser.parse_args()
-    only = [t for t in TARGETS if t in args.only.split(",")]
-    levels = sorted({int(c) for c in args.concurrency.split(",")})
-    unknown = set(args.only.split(",")) - set(TARGETS)
-    if unknown or not only:
-        parser.error(f"--only takes names from {', '.join(TARGETS)}; got {args.only!r}")
-    if not (
-        0 < args.duration <= 600 and 1 <= args.repeat <= 20 and all(0 < c <= 1024 for c in levels)
-    ):
-        parser.error("duration must be 0..600 s, repeat 1..20, concurrency 1..1024")
-
-    load_before = f"load average {os.getloadavg()[0]:.2f} at start"
-    python = os.path.relpath(sys.executable)
-    command = shlex.join([sys.executable if python.startswith("..") else python, *sys.argv])
-    try:
-        with (
-            tempfile.TemporaryDirectory(prefix="skillproxy-bench-") as tmp,
-            servers(only, args.skillproxy_cmd, Path(tmp)) as started,
-        ):
-            rows = measure(started, levels, args)
-    except KeyboardInterrupt:
-        sys.exit("interrupted; every process started here has been stopped")
-    except RuntimeError as exc:
-        sys.exit(f"error: {exc}")
-    table, verdicts = report(rows, levels)
-    lines = [
-        f"machine: {machine()}, {load_before}",
-        f"command: {command}",
-        "",
-        *table,
-        "",
-        TARGETS_LINE,
+                verdicts.append((False, verdict(ok, text)))
+            if lt is None:
+                body.append([*line, "n/a", "n/a", "n/a", "n/a"])
+                continue
+            ratio_lt = sp.median("req_per_s") / lt.median("req_per_s")
+            added_lt = lt.median("p50_ms") - direct.median("p50_ms")
+            share = added_sp / added_lt if added_lt > 0 else float("inf")
+            cpu_lt = sp.median("cpu_s_per_1k") / lt.median("cpu_s_per_1k")
+            numbers = [f"{ratio_lt:.1f}", f"{added_lt:+.2f}", f"{share:.3f}", f"{cpu_lt:.3f}"]
+            body.append([*line, *numbers])
+            if c == max(levels):
+                ok = ratio_lt >= MIN_LITELLM_RATIO
+                text = (
+                    f"{mode}, {c} clients: skillproxy at {ratio_lt:.1f}x LiteLLM's req/s"
+                    f" (target >= {MIN_LITELLM_RATIO:g}x)"
+                )
+                verdicts.append((True, verdict(ok, text)))
+            if c == min(levels):
+                ok = share <= MAX_ADDED_P50_VS_LITELLM
+                text = (
+                    f"{mode}, {c} client(s): skillproxy adds {added_sp:+.2f} ms p50 over the"
+                    f" provider, LiteLLM {added_lt:+.2f} ms: {share:.3f} of it"
+                    f" (target <= {MAX_ADDED_P50_VS_LITELLM:g})"
+                )
+                verdicts.append((True, verdict(ok, text)))
+    if not have_litellm:
+        text = "**N/A** skillproxy vs LiteLLM: LiteLLM was not measured (see LiteLLM above)"
+        verdicts.append((True, text))
+    headers = [
+        "mode",
+        "clients",
+        "skillproxy / floor req/s",
+        "added p50 ms vs floor",
+        "skillproxy added p50 ms vs provider",
+        "skillproxy / floor CPU",
+        "skillproxy / LiteLLM req/s",
+        "LiteLLM added p50 ms vs provider",
+        "skillproxy / LiteLLM added p50",
+        "skillproxy / LiteLLM CPU",
     ]
-    print("\n".join([*lines, *verdicts]), flush=True)
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(
-            "\n".join(
-                [
-                    "## Proxy overhead",
-                    "",
-                    f"- Machine: {machine()}, {load_before}",
-                    f"- Command: `{command}`",
-                    f"- {args.duration:g} s measured (+{args.warmup:g} s warm-up) per run, "
-                    f"{args.repeat} run(s) per cell; median (min..max) when more than one.",
-                    "",
-                    *table,
-                    "",
-                    TARGETS_LINE,
-                    "",
-                    *(f"- {v}" for v in verdicts),
-                    "",
-                ]
-            )
-        )
-
-
-if __name__ == "__main__":
-    main()
+    return table(headers, body, left=2), verdicts

@@ -21,6 +21,7 @@ from proxy.feedback import post_feedback
 from proxy.forwarding import create_session
 from proxy.skillbook_cache import SkillbookCache
 from proxy.state import STATE, ProxyState
+from proxy.trace_sink import TraceSink
 from proxy.trace_writer import TraceWriter
 from store.migrations import migrate
 from store.worker import DatabaseWorker
@@ -47,12 +48,13 @@ def add_routes(app: web.Application) -> None:
 def _lifecycle(config: Config):  # type: ignore[no-untyped-def]
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         db = DatabaseWorker(config.store.path, name="db")
-        trace_db = DatabaseWorker(config.store.path, name="traces")
         applied = await db.run(migrate)
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
         session = create_session(config.upstream)
-        traces = TraceWriter(trace_db, config.traces)
+        sink = TraceSink(config.store.path)
+        await sink.start()
+        traces = TraceWriter(sink, config.traces)
         traces.start()
         cache = SkillbookCache(db, config.skillbook)
         await cache.refresh()
@@ -66,8 +68,8 @@ def _lifecycle(config: Config):  # type: ignore[no-untyped-def]
         finally:
             await cache.close()
             await traces.close()
+            await sink.close()
             await session.close()
-            trace_db.close()
             db.close()
 
     return lifecycle

@@ -3,9 +3,10 @@
 Logging must never delay or fail a request. The handler hands its record over after the client
 has its answer; when the queue is full the configured policy applies (`drop` at once, or
 `block` for at most `block_timeout_ms`, then drop), and each drop is counted. One writer task
-takes whatever is queued, builds rows and commits them in one transaction on the trace
-database thread. A failing store (disk full, locked, corrupt) is retried with back-off, then
-the batch is counted as lost; requests keep flowing all the while.
+takes whatever is queued and hands it to the trace sink, a process of its own that builds the
+rows and commits them in one transaction (`proxy.trace_sink` says why). A failing store (disk
+full, locked, corrupt) is retried with back-off, then the batch is counted as lost; requests
+keep flowing all the while.
 """
 
 from __future__ import annotations
@@ -14,14 +15,10 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import asdict, dataclass
-from typing import Any
-
-import sqlite_utils
 
 from proxy.config import TracesConfig
-from proxy.tracing import TraceRecord, base_row, build_row
-from store.traces import insert_traces
-from store.worker import DatabaseWorker
+from proxy.trace_sink import SinkFailed, TraceSink
+from proxy.tracing import TraceRecord
 
 log = logging.getLogger("skillproxy.traces")
 
@@ -42,8 +39,8 @@ class TraceStats:
 
 
 class TraceWriter:
-    def __init__(self, worker: DatabaseWorker, config: TracesConfig) -> None:
-        self._worker = worker
+    def __init__(self, sink: TraceSink, config: TracesConfig) -> None:
+        self._sink = sink
         self._config = config
         self._queue: asyncio.Queue[TraceRecord] = asyncio.Queue(maxsize=config.queue_size)
         self._task: asyncio.Task[None] | None = None
@@ -120,8 +117,8 @@ class TraceWriter:
     async def _write(self, batch: list[TraceRecord]) -> None:
         for attempt, delay in enumerate((*RETRY_DELAYS_S, None)):
             try:
-                await self._worker.run(_build_and_insert, batch)
-            except Exception as exc:  # the store's failure must not stop the writer
+                await self._sink.write(batch)
+            except SinkFailed as exc:  # the store's failure must not stop the writer
                 self.stats.store_errors += 1
                 log.error("trace store write failed (attempt %d): %s", attempt + 1, exc)
                 if delay is None:
@@ -133,18 +130,3 @@ class TraceWriter:
                 self.stats.written += len(batch)
                 self.stats.batches += 1
                 return
-
-
-def _build_and_insert(db: sqlite_utils.Database, batch: list[TraceRecord]) -> None:
-    rows: list[dict[str, Any]] = []
-    for record in batch:
-        try:
-            rows.append(build_row(record))
-        except Exception as exc:  # one malformed exchange must not cost the whole batch
-            log.error("could not build trace row %s: %s", record.id, exc)
-            rows.append(_fallback_row(record, exc))
-    insert_traces(db, rows)
-
-
-def _fallback_row(record: TraceRecord, exc: Exception) -> dict[str, Any]:
-    return {**base_row(record), "error": f"trace row not built: {type(exc).__name__}: {exc}"}

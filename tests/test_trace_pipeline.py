@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import openai
@@ -120,3 +123,28 @@ def test_full_queue_blocks_briefly_when_configured(make_proxy: Callable[..., Run
         assert post(proxy).status_code == 200
     proxy.traces(4)
     assert health(proxy)["dropped"] == 0
+
+
+def _sink_pids(db_path: str) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"proxy.trace_sink" in cmdline and db_path.encode() in cmdline:
+                pids.append(int(entry))
+    return pids
+
+
+def test_a_killed_trace_sink_is_restarted_and_loses_nothing(proxy: RunningProxy) -> None:
+    assert post(proxy).status_code == 200
+    proxy.traces(1)
+    [pid] = _sink_pids(proxy.config.store.path)
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(3):
+        assert post(proxy).status_code == 200
+    proxy.traces(4)
+    assert health(proxy)["lost"] == 0
+    assert _sink_pids(proxy.config.store.path) != [pid]

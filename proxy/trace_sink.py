@@ -1,0 +1,129 @@
+"""The process that turns finished exchanges into `traces` rows, beside the proxy, not inside it.
+
+Building a row (folding a stream, parsing a response for its usage) and inserting it is Python
+work; in a thread it competed with the event loop for the GIL and cost every request. In its own
+process it runs on the other core. The proxy sends batches of `TraceRecord`s over the child's
+stdin as length-prefixed pickles and waits for one acknowledgement per batch on its stdout:
+`{"ok": true}` once committed, or `{"ok": false, "error": ...}`, which the trace writer retries.
+The child ignores SIGINT and SIGTERM (a terminal or service manager signals the whole process
+group) and exits when its stdin closes, so the proxy's shutdown decides when the last batch is in.
+
+    python -m proxy.trace_sink DATABASE_PATH     (started by the proxy, never by hand)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pickle
+import signal
+import struct
+import sys
+from typing import Any, BinaryIO
+
+from proxy.tracing import TraceRecord, base_row, build_row
+from store.db import open_database
+from store.traces import insert_traces
+
+log = logging.getLogger("skillproxy.traces")
+
+HEADER = struct.Struct(">I")
+FRAME_RECORDS = 1000
+"""Records per frame: pickling a frame holds the event loop, so frames stay small."""
+
+
+class SinkFailed(Exception):
+    """The batch was not committed (the store refused it, or the sink process died)."""
+
+
+class TraceSink:
+    """The proxy's side: one child process, one batch in flight at a time."""
+
+    def __init__(self, db_path: str) -> None:
+        self._db_path = db_path
+        self._proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self._proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "proxy.trace_sink",
+            self._db_path,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+
+    async def write(self, batch: list[TraceRecord]) -> None:
+        """Commit `batch`; raises `SinkFailed` (after restarting a dead sink) if it was not."""
+        for start in range(0, len(batch), FRAME_RECORDS):
+            await self._write_frame(batch[start : start + FRAME_RECORDS])
+
+    async def _write_frame(self, records: list[TraceRecord]) -> None:
+        if self._proc is None or self._proc.returncode is not None:
+            await self.start()
+        proc = self._proc
+        assert proc is not None and proc.stdin is not None and proc.stdout is not None
+        payload = pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            proc.stdin.write(HEADER.pack(len(payload)) + payload)
+            await proc.stdin.drain()
+            size = HEADER.unpack(await proc.stdout.readexactly(HEADER.size))[0]
+            ack: dict[str, Any] = pickle.loads(await proc.stdout.readexactly(size))
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            proc.kill()
+            await proc.wait()
+            raise SinkFailed(f"trace sink process died: {exc!r}") from None
+        if not ack.get("ok"):
+            raise SinkFailed(str(ack.get("error")))
+
+    async def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), timeout=30)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+def serve(db_path: str, reader: BinaryIO, writer: BinaryIO) -> None:
+    """The child's side: commit every batch it is sent, acknowledge each, stop at EOF."""
+    db = open_database(db_path)
+    try:
+        while header := reader.read(HEADER.size):
+            (size,) = HEADER.unpack(header)
+            records: list[TraceRecord] = pickle.loads(reader.read(size))
+            try:
+                insert_traces(db, [_row(record) for record in records])
+                ack: dict[str, Any] = {"ok": True}
+            except Exception as exc:  # the store failed: the parent retries, then counts losses
+                ack = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            data = pickle.dumps(ack)
+            writer.write(HEADER.pack(len(data)) + data)
+            writer.flush()
+    finally:
+        db.conn.close()
+
+
+def _row(record: TraceRecord) -> dict[str, Any]:
+    try:
+        return build_row(record)
+    except Exception as exc:  # one malformed exchange must not cost the whole batch
+        log.error("could not build trace row %s: %s", record.id, exc)
+        return {**base_row(record), "error": f"trace row not built: {type(exc).__name__}: {exc}"}
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    serve(sys.argv[1], sys.stdin.buffer, sys.stdout.buffer)
+
+
+if __name__ == "__main__":
+    main()
