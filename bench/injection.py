@@ -57,7 +57,9 @@ def build_skillbook(path: Path, count: int = 200) -> None:
     for i in range(count):
         topic = TOPICS[i % len(TOPICS)]
         skill = skills.create(
-            db, "big", topic,
+            db,
+            "big",
+            topic,
             f"When a customer mentions {topic} case {i}, confirm the order number and explain "
             f"step {i % 7 + 1} of the {topic} policy before offering anything else.",
             actor="bench",
@@ -121,9 +123,21 @@ def end_to_end(path: Path, duration: float, repeat: int) -> dict[str, list[float
     procs = [
         subprocess.Popen([sys.executable, str(ROOT / "bench/upstream.py"), "--port", str(up_port)]),
         subprocess.Popen(
-            [sys.executable, "-m", "proxy", "serve", "--port", str(proxy_port), "--db", str(path),
-             "--upstream", f"http://127.0.0.1:{up_port}/v1"],
-            cwd=ROOT, env=env, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "proxy",
+                "serve",
+                "--port",
+                str(proxy_port),
+                "--db",
+                str(path),
+                "--upstream",
+                f"http://127.0.0.1:{up_port}/v1",
+            ],
+            cwd=ROOT,
+            env=env,
+            stderr=subprocess.DEVNULL,
         ),
     ]
     results: dict[str, list[float]] = {"big": [], "none": []}
@@ -133,9 +147,19 @@ def end_to_end(path: Path, duration: float, repeat: int) -> dict[str, list[float
             for book in ("big", "none"):
                 url = f"http://127.0.0.1:{proxy_port}/sb/{book}/v1/chat/completions"
                 out = subprocess.run(
-                    [sys.executable, str(ROOT / "bench/loadgen.py"), "--url", url,
-                     "--concurrency", "1", "--duration", str(duration)],
-                    capture_output=True, text=True, check=True,
+                    [
+                        sys.executable,
+                        str(ROOT / "bench/loadgen.py"),
+                        "--url",
+                        url,
+                        "--concurrency",
+                        "1",
+                        "--duration",
+                        str(duration),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
                 ).stdout
                 results[book].append(json.loads(out.strip().splitlines()[-1])["p50_ms"])
     finally:
@@ -167,9 +191,11 @@ def main() -> None:
         e2e = end_to_end(path, args.duration, args.repeat)
         big, none = statistics.median(e2e["big"]), statistics.median(e2e["none"])
         added = big - none
-        print(f"\nend to end, 1 client, p50 ms: 200 skills {big:.3f} "
-              f"({min(e2e['big']):.3f}..{max(e2e['big']):.3f}), no skillbook {none:.3f} "
-              f"({min(e2e['none']):.3f}..{max(e2e['none']):.3f})")
+        print(
+            f"\nend to end, 1 client, p50 ms: 200 skills {big:.3f} "
+            f"({min(e2e['big']):.3f}..{max(e2e['big']):.3f}), no skillbook {none:.3f} "
+            f"({min(e2e['none']):.3f}..{max(e2e['none']):.3f})"
+        )
         verdict = "PASS" if added <= TARGET_ADDED_P50_MS else "MISS"
         print(f"{verdict}  added p50 {added:+.3f} ms (target <= {TARGET_ADDED_P50_MS} ms)")
 

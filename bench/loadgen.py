@@ -1,4 +1,8 @@
-"""Closed-loop load generator: C workers each post a chat request, read it to the end, repeat.
+"""Closed-loop load generator: C workers each post a request, read it to the end, repeat.
+
+`--format` picks the wire format of the body and headers: `chat` (Chat Completions, the
+default), `messages` (Anthropic Messages, sent with `x-api-key`) or `responses` (OpenAI
+Responses); `PATHS` maps each to its path after the base URL.
 
 Runs in its own process so its CPU is not charged to the proxy's event loop. Requests started
 during the warm-up are not counted; a request counts when it starts inside the measured window,
@@ -8,6 +12,7 @@ request finished, warm-up included, for per-request CPU figures.
 
     python bench/loadgen.py --url http://127.0.0.1:9002/v1/chat/completions -c 32 -d 5 --stream
     python bench/loadgen.py --url http://127.0.0.1:9002/v1/chat/completions -c 32 --requests 10000
+    python bench/loadgen.py --url http://127.0.0.1:9002/v1/messages --format messages --stream
 """
 
 from __future__ import annotations
@@ -24,6 +29,19 @@ import aiohttp
 REQUEST_TIMEOUT_S = 30.0
 ERROR_BACKOFF_S = 0.01
 MAX_COUNT_MODE_S = 900.0
+FORMATS = ("chat", "messages", "responses")
+PATHS = {
+    "chat": "/v1/chat/completions",
+    "messages": "/v1/messages",
+    "responses": "/v1/responses",
+}
+SYSTEM = (
+    "You are a careful support assistant for an online "
+    "bookshop. Answer briefly and cite the order number when one is given."
+)
+USER = (
+    "Hi, my order #48213 has not arrived yet. It was due last Tuesday. Can you check where it is?"
+)
 
 
 def chat_body(stream: bool) -> bytes:
@@ -31,22 +49,52 @@ def chat_body(stream: bool) -> bytes:
     body = {
         "model": "gpt-4o-mini",
         "messages": [
-            {
-                "role": "system",
-                "content": "You are a careful support assistant for an online "
-                "bookshop. Answer briefly and cite the order number when one is given.",
-            },
-            {
-                "role": "user",
-                "content": "Hi, my order #48213 has not arrived yet. It was due "
-                "last Tuesday. Can you check where it is?",
-            },
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": USER},
         ],
         "temperature": 0.2,
         "max_tokens": 256,
         "stream": stream,
     }
     return json.dumps(body).encode()
+
+
+def request_body(fmt: str, stream: bool) -> bytes:
+    """The same turn in `fmt`: Messages puts the system prompt in `system` and needs
+    `max_tokens`; Responses has `instructions` and `input` items."""
+    if fmt == "chat":
+        return chat_body(stream)
+    if fmt == "messages":
+        body: dict[str, object] = {
+            "model": "claude-sonnet-4-5",
+            "system": SYSTEM,
+            "messages": [{"role": "user", "content": USER}],
+            "max_tokens": 256,
+            "temperature": 0.2,
+            "stream": stream,
+        }
+    elif fmt == "responses":
+        body = {
+            "model": "gpt-4o-mini",
+            "instructions": SYSTEM,
+            "input": [{"role": "user", "content": USER}],
+            "max_output_tokens": 256,
+            "temperature": 0.2,
+            "stream": stream,
+        }
+    else:
+        raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    return json.dumps(body).encode()
+
+
+def request_headers(fmt: str, api_key: str) -> dict[str, str]:
+    if fmt == "messages":
+        return {
+            "Content-Type": "application/json",
+            "x-api-key": api_key,
+            "anthropic-version": "2023-06-01",
+        }
+    return {"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"}
 
 
 @dataclass
@@ -84,9 +132,8 @@ async def worker(
     measure_from: float,
     stop_at: float,
     stats: Stats,
-    api_key: str,
+    headers: dict[str, str],
 ) -> None:
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"}
     while stats.take(start := time.perf_counter(), stop_at):
         counted = start >= measure_from
         ttfb: float | None = None
@@ -121,6 +168,7 @@ async def run(
     stream: bool,
     requests: int | None = None,
     api_key: str = "sk-bench",
+    fmt: str = "chat",
 ) -> dict[str, object]:
     stats = Stats(tickets=requests)
     connector = aiohttp.TCPConnector(limit=0)
@@ -130,10 +178,11 @@ async def run(
             warmup, duration = 0.0, MAX_COUNT_MODE_S
         measure_from = time.perf_counter() + warmup
         stop_at = measure_from + duration
-        body = chat_body(stream)
+        body = request_body(fmt, stream)
+        headers = request_headers(fmt, api_key)
         await asyncio.gather(
             *(
-                worker(session, url, body, measure_from, stop_at, stats, api_key)
+                worker(session, url, body, measure_from, stop_at, stats, headers)
                 for _ in range(concurrency)
             )
         )
@@ -161,6 +210,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds not counted")
     parser.add_argument("--stream", action="store_true")
     parser.add_argument(
+        "--format", choices=FORMATS, default="chat", help="wire format of the body (default chat)"
+    )
+    parser.add_argument(
         "-n", "--requests", type=int, help="count mode: send exactly N requests, then stop"
     )
     parser.add_argument("--api-key", default="sk-bench", help="sent as a bearer token")
@@ -178,6 +230,7 @@ def main() -> None:
             args.stream,
             args.requests,
             args.api_key,
+            args.format,
         )
     )
     print(json.dumps(report), flush=True)

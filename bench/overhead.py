@@ -1,6 +1,10 @@
 """Overhead and throughput: the same load against the provider, the floor, skillproxy, LiteLLM.
 
-Each cell (target x json/stream x clients) runs the load generator in its own process; the
+Each wire format (Chat Completions, Anthropic Messages, OpenAI Responses) is measured against
+direct, floor and skillproxy; LiteLLM on Chat Completions only. The targets stay defined on
+Chat Completions; the other formats' ratios are further checks.
+
+Each cell (format x target x json/stream x clients) runs the load generator in its own process; the
 targets alternate inside each repeat, so a noisy minute hurts all of them alike. Around each
 run the target's CPU time is read from /proc, which gives CPU seconds per 1,000 requests.
 Absolute figures depend on the machine; the ratios, measured minutes apart on the same cores,
@@ -17,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from loadgen import FORMATS, PATHS
 from procs import BENCH, cpu_seconds
 from report import spread, table, verdict
 
@@ -38,14 +43,19 @@ MAX_ADDED_P50_VS_LITELLM = 0.1
 @dataclass(frozen=True)
 class Target:
     name: str
-    url: str
+    base: str  # the URL before `/v1/...`, e.g. `http://127.0.0.1:9002/sb/bench`
     pid: int
     api_key: str = "sk-bench"
+    formats: tuple[str, ...] = FORMATS
+
+    def url(self, fmt: str) -> str:
+        return self.base + PATHS[fmt]
 
 
 @dataclass
 class Row:
     target: str
+    fmt: str
     mode: str
     clients: int
     runs: list[dict[str, float]] = field(default_factory=list)
@@ -67,12 +77,15 @@ def loadgen(
     requests: int | None = None,
     api_key: str = "sk-bench",
     timeout: float = 120.0,
+    fmt: str = "chat",
 ) -> dict[str, Any]:
     """Run bench/loadgen.py once; fail loudly on any error response."""
     argv = [sys.executable, str(BENCH / "loadgen.py"), "--url", url, "-c", str(clients)]
     argv += ["--duration", str(duration), "--warmup", str(warmup), "--api-key", api_key]
     if stream:
         argv.append("--stream")
+    if fmt != "chat":
+        argv += ["--format", fmt]
     if requests is not None:
         argv += ["--requests", str(requests)]
     done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout)
@@ -85,17 +98,18 @@ def loadgen(
 
 
 def run_cell(
-    target: Target, mode: str, clients: int, duration: float, warmup: float
+    target: Target, fmt: str, mode: str, clients: int, duration: float, warmup: float
 ) -> dict[str, float]:
     before, before_main = cpu_seconds(target.pid), cpu_seconds(target.pid, target.pid)
     result = loadgen(
-        target.url,
+        target.url(fmt),
         clients=clients,
         stream=mode == "stream",
         duration=duration,
         warmup=warmup,
         api_key=target.api_key,
         timeout=duration + warmup + 120,
+        fmt=fmt,
     )
     cpu = cpu_seconds(target.pid) - before
     main = cpu_seconds(target.pid, target.pid) - before_main
@@ -115,30 +129,33 @@ def measure(
     duration: float,
     warmup: float,
     progress: Callable[[str], None],
+    formats: tuple[str, ...] | list[str] = ("chat",),
 ) -> list[Row]:
     rows: list[Row] = []
-    for mode in MODES:
-        for clients in levels:
-            cells = {t.name: Row(t.name, mode, clients) for t in targets}
-            for _ in range(repeat):
-                for target in targets:
-                    cells[target.name].runs.append(
-                        run_cell(target, mode, clients, duration, warmup)
-                    )
-            for row in cells.values():
-                rate = spread(row.values("req_per_s"), 0)
-                progress(f"{row.target:<10} {mode:<6} c={clients:<3} {rate} req/s")
-            rows.extend(cells.values())
+    for fmt in formats:
+        fmt_targets = [t for t in targets if fmt in t.formats]
+        for mode in MODES:
+            for clients in levels:
+                cells = {t.name: Row(t.name, fmt, mode, clients) for t in fmt_targets}
+                for _ in range(repeat):
+                    for target in fmt_targets:
+                        cells[target.name].runs.append(
+                            run_cell(target, fmt, mode, clients, duration, warmup)
+                        )
+                for row in cells.values():
+                    rate = spread(row.values("req_per_s"), 0)
+                    progress(f"{row.target:<10} {fmt:<9} {mode:<6} c={clients:<3} {rate} req/s")
+                rows.extend(cells.values())
     return rows
 
 
 def results_table(rows: list[Row]) -> list[str]:
-    headers = ["target", "mode", "clients", "req/s", "p50 ms", "p99 ms", "ttfb p50 ms"]
+    headers = ["format", "target", "mode", "clients", "req/s", "p50 ms", "p99 ms", "ttfb p50 ms"]
     body = [
-        [r.target, r.mode, str(r.clients), *(spread(r.values(k), d) for k, d in FIELDS)]
+        [r.fmt, r.target, r.mode, str(r.clients), *(spread(r.values(k), d) for k, d in FIELDS)]
         for r in rows
     ]
-    return table([*headers, "CPU s / 1k req"], body, left=2)
+    return table([*headers, "CPU s / 1k req"], body, left=3)
 
 
 def cpu_split_table(rows: list[Row]) -> list[str]:
@@ -146,6 +163,7 @@ def cpu_split_table(rows: list[Row]) -> list[str]:
     threads, child processes)."""
     body = [
         [
+            r.fmt,
             r.target,
             r.mode,
             str(r.clients),
@@ -155,76 +173,87 @@ def cpu_split_table(rows: list[Row]) -> list[str]:
         for r in rows
         if r.target != "direct"
     ]
-    headers = ["target", "mode", "clients", "main thread CPU s / 1k", "the rest CPU s / 1k"]
-    return table(headers, body, left=2)
+    headers = [
+        "format",
+        "target",
+        "mode",
+        "clients",
+        "main thread CPU s / 1k",
+        "the rest CPU s / 1k",
+    ]
+    return table(headers, body, left=3)
 
 
-def ratio(rows: list[Row], mode: str, clients: int, key: str, of: str, to: str) -> float:
-    cell = {(r.target, r.mode, r.clients): r for r in rows}
-    return cell[(of, mode, clients)].median(key) / cell[(to, mode, clients)].median(key)
+def ratio(
+    rows: list[Row], mode: str, clients: int, key: str, of: str, to: str, fmt: str = "chat"
+) -> float:
+    cell = {(r.target, r.fmt, r.mode, r.clients): r for r in rows}
+    return cell[(of, fmt, mode, clients)].median(key) / cell[(to, fmt, mode, clients)].median(key)
 
 
 def comparisons(rows: list[Row], levels: list[int]) -> tuple[list[str], list[tuple[bool, str]]]:
     """Ratios of skillproxy to the floor and to LiteLLM, and the PASS/MISS lines.
 
     Each verdict comes with whether it is one of the suite's targets (the rest are further
-    checks: the streaming floor ratio and the floor latency budget).
+    checks: the streaming floor ratio, the floor latency budget, and every ratio of the formats
+    other than Chat Completions, where the targets are defined).
     """
-    cell = {(r.target, r.mode, r.clients): r for r in rows}
+    cell = {(r.target, r.fmt, r.mode, r.clients): r for r in rows}
     have_litellm = any(r.target == "litellm" for r in rows)
+    formats = [f for f in FORMATS if any(r.fmt == f for r in rows)]
     body: list[list[str]] = []
     verdicts: list[tuple[bool, str]] = []
-    for mode in MODES:
-        for c in levels:
-            sp, fl, direct = (cell[(t, mode, c)] for t in ("skillproxy", "floor", "direct"))
-            lt = cell.get(("litellm", mode, c))
-            ratio_floor = sp.median("req_per_s") / fl.median("req_per_s")
-            added_floor = sp.median("p50_ms") - fl.median("p50_ms")
-            added_sp = sp.median("p50_ms") - direct.median("p50_ms")
-            line = [mode, str(c), f"{ratio_floor:.2f}", f"{added_floor:+.2f}", f"{added_sp:+.2f}"]
-            line.append(f"{sp.median('cpu_s_per_1k') / fl.median('cpu_s_per_1k'):.2f}")
-            if c == max(levels):
-                ok = ratio_floor >= MIN_FLOOR_RATIO
-                text = (
-                    f"{mode}, {c} clients: skillproxy at {ratio_floor:.2f}x the floor's req/s"
-                    f" (target >= {MIN_FLOOR_RATIO}x)"
-                )
-                verdicts.append((mode == "json", verdict(ok, text)))
-            if c == min(levels):
-                ok = added_floor <= MAX_ADDED_P50_VS_FLOOR_MS
-                text = (
-                    f"{mode}, {c} client(s): skillproxy adds {added_floor:+.2f} ms p50 over"
-                    f" the floor (budget <= {MAX_ADDED_P50_VS_FLOOR_MS} ms)"
-                )
-                verdicts.append((False, verdict(ok, text)))
-            if lt is None:
-                body.append([*line, "n/a", "n/a", "n/a", "n/a"])
-                continue
-            ratio_lt = sp.median("req_per_s") / lt.median("req_per_s")
-            added_lt = lt.median("p50_ms") - direct.median("p50_ms")
-            share = added_sp / added_lt if added_lt > 0 else float("inf")
-            cpu_lt = sp.median("cpu_s_per_1k") / lt.median("cpu_s_per_1k")
-            numbers = [f"{ratio_lt:.1f}", f"{added_lt:+.2f}", f"{share:.3f}", f"{cpu_lt:.3f}"]
-            body.append([*line, *numbers])
-            if c == max(levels):
-                ok = ratio_lt >= MIN_LITELLM_RATIO
-                text = (
-                    f"{mode}, {c} clients: skillproxy at {ratio_lt:.1f}x LiteLLM's req/s"
-                    f" (target >= {MIN_LITELLM_RATIO:g}x)"
-                )
-                verdicts.append((True, verdict(ok, text)))
-            if c == min(levels):
-                ok = share <= MAX_ADDED_P50_VS_LITELLM
-                text = (
-                    f"{mode}, {c} client(s): skillproxy adds {added_sp:+.2f} ms p50 over the"
-                    f" provider, LiteLLM {added_lt:+.2f} ms: {share:.3f} of it"
-                    f" (target <= {MAX_ADDED_P50_VS_LITELLM:g})"
-                )
-                verdicts.append((True, verdict(ok, text)))
+    for fmt, mode, c in ((f, m, c) for f in formats for m in MODES for c in levels):
+        sp, fl, direct = (cell[(t, fmt, mode, c)] for t in ("skillproxy", "floor", "direct"))
+        lt = cell.get(("litellm", fmt, mode, c))
+        ratio_floor = sp.median("req_per_s") / fl.median("req_per_s")
+        added_floor = sp.median("p50_ms") - fl.median("p50_ms")
+        added_sp = sp.median("p50_ms") - direct.median("p50_ms")
+        line = [fmt, mode, str(c), f"{ratio_floor:.2f}", f"{added_floor:+.2f}", f"{added_sp:+.2f}"]
+        line.append(f"{sp.median('cpu_s_per_1k') / fl.median('cpu_s_per_1k'):.2f}")
+        if c == max(levels):
+            ok = ratio_floor >= MIN_FLOOR_RATIO
+            text = (
+                f"{fmt} {mode}, {c} clients: skillproxy at {ratio_floor:.2f}x the floor's"
+                f" req/s (target >= {MIN_FLOOR_RATIO}x)"
+            )
+            verdicts.append((fmt == "chat" and mode == "json", verdict(ok, text)))
+        if c == min(levels):
+            ok = added_floor <= MAX_ADDED_P50_VS_FLOOR_MS
+            text = (
+                f"{fmt} {mode}, {c} client(s): skillproxy adds {added_floor:+.2f} ms p50 over"
+                f" the floor (budget <= {MAX_ADDED_P50_VS_FLOOR_MS} ms)"
+            )
+            verdicts.append((False, verdict(ok, text)))
+        if lt is None:
+            body.append([*line, "n/a", "n/a", "n/a", "n/a"])
+            continue
+        ratio_lt = sp.median("req_per_s") / lt.median("req_per_s")
+        added_lt = lt.median("p50_ms") - direct.median("p50_ms")
+        share = added_sp / added_lt if added_lt > 0 else float("inf")
+        cpu_lt = sp.median("cpu_s_per_1k") / lt.median("cpu_s_per_1k")
+        numbers = [f"{ratio_lt:.1f}", f"{added_lt:+.2f}", f"{share:.3f}", f"{cpu_lt:.3f}"]
+        body.append([*line, *numbers])
+        if c == max(levels):
+            ok = ratio_lt >= MIN_LITELLM_RATIO
+            text = (
+                f"{fmt} {mode}, {c} clients: skillproxy at {ratio_lt:.1f}x LiteLLM's req/s"
+                f" (target >= {MIN_LITELLM_RATIO:g}x)"
+            )
+            verdicts.append((True, verdict(ok, text)))
+        if c == min(levels):
+            ok = share <= MAX_ADDED_P50_VS_LITELLM
+            text = (
+                f"{fmt} {mode}, {c} client(s): skillproxy adds {added_sp:+.2f} ms p50 over the"
+                f" provider, LiteLLM {added_lt:+.2f} ms: {share:.3f} of it"
+                f" (target <= {MAX_ADDED_P50_VS_LITELLM:g})"
+            )
+            verdicts.append((True, verdict(ok, text)))
     if not have_litellm:
         text = "**N/A** skillproxy vs LiteLLM: LiteLLM was not measured (see LiteLLM above)"
         verdicts.append((True, text))
     headers = [
+        "format",
         "mode",
         "clients",
         "skillproxy / floor req/s",
@@ -236,4 +265,4 @@ def comparisons(rows: list[Row], levels: list[int]) -> tuple[list[str], list[tup
         "skillproxy / LiteLLM added p50",
         "skillproxy / LiteLLM CPU",
     ]
-    return table(headers, body, left=2), verdicts
+    return table(headers, body, left=3), verdicts

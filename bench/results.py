@@ -35,6 +35,7 @@ class Plan:
     skills: int
     skillproxy_cmd: str
     sections: list[str]
+    formats: list[str] = field(default_factory=lambda: ["chat"])
 
 
 @dataclass
@@ -101,15 +102,24 @@ def overhead_section(plan: Plan, out: Results) -> tuple[list[str], Verdicts]:
         return [], []
     compared, verdicts = comparisons(out.overhead, plan.levels)
     skills, tokens = out.injected
+    names = {
+        "chat": "Chat Completions (`/v1/chat/completions`)",
+        "messages": "Anthropic Messages (`/v1/messages`)",
+        "responses": "OpenAI Responses (`/v1/responses`)",
+    }
+    formats = ", ".join(names[f] for f in plan.formats)
     lines = [
         "## Overhead and throughput",
         "",
-        "Chat Completions against a zero-latency fake provider (`upstream.py`), load from a "
-        "separate process (`loadgen.py`). **direct** is the provider alone, **floor** a "
+        f"Wire formats: {formats}; each JSON and streaming, against a zero-latency fake "
+        "provider (`upstream.py`) that answers every format, load from a "
+        "separate process (`loadgen.py --format`). **direct** is the provider alone, **floor** a "
         "feature-less aiohttp pass-through (`floor.py`), **skillproxy** runs with tracing on and "
         f"{plan.skills} active skills created through the admin API, loaded at "
         f"`/sb/{SKILLBOOK}/v1/...`: a check request got `X-Skills-Injected: {skills}` "
         f"(`X-Skill-Tokens: {tokens}`; the default 800-token budget decides how many fit). "
+        "LiteLLM is measured on Chat Completions only. The targets are defined on Chat "
+        "Completions; the other formats' ratios are further checks. "
         "CPU is the target process's "
         "utime + stime (all threads) from /proc over the whole run, warm-up included, per 1,000 "
         "requests completed.",
@@ -223,7 +233,12 @@ def targets_section(verdicts: Verdicts, profiled: bool) -> list[str]:
     lines += [f"- {text}" for primary, text in verdicts if primary]
     further = [text for primary, text in verdicts if not primary]
     if further:
-        lines += ["", "Further checks (the streaming floor ratio, the floor latency budget):", ""]
+        lines += [
+            "",
+            "Further checks (the streaming floor ratio, the floor latency budget, and the "
+            "Anthropic Messages and OpenAI Responses ratios to the floor):",
+            "",
+        ]
         lines += [f"- {text}" for text in further]
     missed = [text for primary, text in verdicts if primary and text.startswith("**MISS**")]
     total = sum(1 for primary, _ in verdicts if primary)

@@ -27,6 +27,7 @@ import overhead
 import profiling
 import store_bench
 from admin_api import SKILLBOOK, injected, seed_skills
+from loadgen import FORMATS
 from procs import BENCH, ROOT, fleet
 from report import load_average
 from results import Plan, Results, render
@@ -53,6 +54,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
         skills=args.skills,
         skillproxy_cmd=args.skillproxy_cmd,
         sections=args.sections.split(","),
+        formats=args.formats.split(","),
     )
 
 
@@ -86,20 +88,20 @@ def run_suite(plan: Plan, workdir: Path, out: Results) -> None:
             out.injected = injected(proxy.port) if plan.skills else (0, 0)
             if plan.skills and out.injected[0] <= 0:
                 raise RuntimeError("X-Skills-Injected is 0: the skillbook section was not injected")
-            chat = "/v1/chat/completions"
-            path = f"/sb/{SKILLBOOK}{chat}" if plan.skills else chat
+            prefix = f"/sb/{SKILLBOOK}" if plan.skills else ""
             targets = [
-                overhead.Target(
-                    "direct", f"{upstream.base}/v1/chat/completions", upstream.proc.pid
-                ),
-                overhead.Target("floor", f"{floor.base}/v1/chat/completions", floor.proc.pid),
-                overhead.Target("skillproxy", f"{proxy.base}{path}", proxy.proc.pid),
+                overhead.Target("direct", upstream.base, upstream.proc.pid),
+                overhead.Target("floor", floor.base, floor.proc.pid),
+                overhead.Target("skillproxy", f"{proxy.base}{prefix}", proxy.proc.pid),
             ]
-            if out.litellm_version:
+            if out.litellm_version and "chat" in plan.formats:
                 try:
                     server, key = litellm_proxy.start(group, upstream.base, workdir)
-                    url = f"{server.base}/v1/chat/completions"
-                    targets.append(overhead.Target("litellm", url, server.proc.pid, key))
+                    targets.append(
+                        overhead.Target(
+                            "litellm", server.base, server.proc.pid, key, formats=("chat",)
+                        )
+                    )
                 except litellm_proxy.LiteLLMUnavailable as exc:
                     out.litellm_missing = str(exc)
             out.overhead = overhead.measure(
@@ -109,6 +111,7 @@ def run_suite(plan: Plan, workdir: Path, out: Results) -> None:
                 duration=plan.duration,
                 warmup=plan.warmup,
                 progress=progress,
+                formats=plan.formats,
             )
             group.stop_all()
             upstream = start_upstream(group)
@@ -154,7 +157,7 @@ def run_suite(plan: Plan, workdir: Path, out: Results) -> None:
 
 
 def floor_target_missed(plan: Plan, out: Results) -> bool:
-    if not out.overhead:
+    if not any(row.fmt == "chat" for row in out.overhead):
         return False
     clients = max(plan.levels)
     got = overhead.ratio(out.overhead, "json", clients, "req_per_s", "skillproxy", "floor")
@@ -183,6 +186,11 @@ def main() -> None:
         default="overhead,memory,store,learner",
         help="subset of overhead,memory,store,learner",
     )
+    parser.add_argument(
+        "--formats",
+        default=",".join(FORMATS),
+        help="wire formats for the overhead section (default chat,messages,responses)",
+    )
     parser.add_argument("--profile", action="store_true", help="add a cProfile of skillproxy")
     parser.add_argument(
         "--skills", type=int, default=50, help="active skills to seed (0: none, e.g. for A/A)"
@@ -198,6 +206,9 @@ def main() -> None:
     unknown = set(plan.sections) - {"overhead", "memory", "store", "learner"}
     if unknown:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
+    bad = set(plan.formats) - set(FORMATS)
+    if bad or not plan.formats:
+        parser.error(f"--formats: use some of {','.join(FORMATS)}")
     default = BENCH / ("out/RESULTS-quick.md" if plan.quick else "RESULTS.md")
     target = (args.markdown or default).resolve()
 

@@ -16,6 +16,7 @@ from procs import BENCH, Fleet, Server, free_port
 
 SKILLPROXY_CMD = (
     "{python} -m proxy serve --host 127.0.0.1 --port {port} --db {db} --upstream {upstream}/v1"
+    " --anthropic-upstream {upstream}"
 )
 SKILLPROXY_ENV = {"SKILLPROXY_ADMIN__TOKEN": "bench"}
 

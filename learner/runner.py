@@ -13,6 +13,7 @@ import hashlib
 import os
 import socket
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -57,7 +58,9 @@ class RunSummary:
 
 
 def owner_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """Unique per learner run: two runs in one process (the schedule and an admin's run-now)
+    must not share a lease."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def group_all(db: sqlite_utils.Database, config: Config, now: float | None = None) -> int:

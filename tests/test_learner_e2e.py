@@ -4,6 +4,7 @@ model on loopback, real skills that reach the next request."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -229,3 +230,27 @@ def test_signal_only_skips_quiet_episodes(
     assert (summary.reflections, summary.skipped) == (1, 1)
     assert "wasted my time" in proxy.provider.last.json()["messages"][1]["content"]
     assert quiet != troubled
+
+
+def test_two_learners_started_at_once_reflect_each_episode_once(proxy: RunningProxy) -> None:
+    for n in range(3):
+        conversation(proxy, n)
+    proxy.traces(6)
+    proxy.provider.enqueue(*(reflection(lesson) for lesson in LESSONS))
+    config = learner_config(proxy)
+    results: list[list[Any]] = []
+    barrier = threading.Barrier(2)
+
+    def learner() -> None:
+        barrier.wait()
+        results.append(learn_once(config))
+
+    threads = [threading.Thread(target=learner) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    summaries = [s for found in results for s in found]
+    assert sum(s.reflections for s in summaries) == 3  # every episode once, none twice
+    assert len(proxy.provider.received) == 6 + 3  # six agent turns, three reflections
+    assert learn_once(config) == []

@@ -247,7 +247,10 @@ def test_a_change_reaches_another_proxy_sharing_the_database_within_a_second(
 def test_unusual_numbers_survive_injection(proxy: RunningProxy) -> None:
     """NaN and integers past 64 bits were accepted before the fast JSON path; still are."""
     add_skill(proxy, "support", "returns", RETURN_RULE)
-    body = b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "seed": 123456789012345678901234567890, "logit_bias": {"1": NaN}}'
+    body = (
+        b'{"model": "m", "messages": [{"role": "user", "content": "x"}], '
+        b'"seed": 123456789012345678901234567890, "logit_bias": {"1": NaN}}'
+    )
     response = httpx.post(
         proxy.sb("support") + "/chat/completions",
         content=body,
