@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 import sqlite_utils
@@ -37,6 +38,22 @@ class RunningProxy:
         client = openai.OpenAI(base_url=base, api_key=key, max_retries=0, **kw)
         self.clients.append(client)
         return client
+
+    def admin(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        """A request to the admin API with the test token."""
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}", **kw.pop("headers", {})}
+        return httpx.request(method, f"{self.url}/admin{path}", headers=headers, **kw)
+
+    def add_skill(self, skillbook: str, section: str, content: str, *, approve: bool = True) -> str:
+        """Create a skill through the admin API (approved unless told not to); its id."""
+        created = self.admin(
+            "POST", f"/skillbooks/{skillbook}/skills", json={"section": section, "content": content}
+        )
+        assert created.status_code == 201, created.text
+        skill_id: str = created.json()["id"]
+        if approve:
+            assert self.admin("POST", f"/skills/{skill_id}/approve").status_code == 200
+        return skill_id
 
     def anthropic(
         self, skillbook: str | None = None, key: str = "k", **kw: Any

@@ -12,7 +12,7 @@ import pytest
 
 from proxy.render import HEADER
 from tests.fakes import replies
-from tests.harness import ADMIN_TOKEN, RunningProxy
+from tests.harness import RunningProxy
 
 RULE = "When a refund is requested, confirm the order id before promising any amount."
 THINKING = {
@@ -23,13 +23,7 @@ THINKING = {
 
 
 def approve_skill(proxy: RunningProxy, skillbook: str = "claude") -> None:
-    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    created = httpx.post(
-        f"{proxy.url}/admin/skillbooks/{skillbook}/skills",
-        json={"section": "refunds", "content": RULE},
-        headers=auth,
-    ).json()
-    httpx.post(f"{proxy.url}/admin/skills/{created['id']}/approve", headers=auth)
+    proxy.add_skill(skillbook, "refunds", RULE)
 
 
 def client(proxy: RunningProxy, skillbook: str = "claude", **kw: Any) -> anthropic.Anthropic:

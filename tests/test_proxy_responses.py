@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import httpx
 import openai
 
 from proxy.render import HEADER
 from tests.fakes import replies
-from tests.harness import ADMIN_TOKEN, RunningProxy
+from tests.harness import RunningProxy
 
 RULE = "When the user asks for code, state the language version you are targeting first."
 
 
 def approve_skill(proxy: RunningProxy, skillbook: str = "coder") -> None:
-    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    created = httpx.post(
-        f"{proxy.url}/admin/skillbooks/{skillbook}/skills",
-        json={"section": "coding", "content": RULE},
-        headers=auth,
-    ).json()
-    httpx.post(f"{proxy.url}/admin/skills/{created['id']}/approve", headers=auth)
+    proxy.add_skill(skillbook, "coding", RULE)
 
 
 def sdk(proxy: RunningProxy) -> openai.OpenAI:

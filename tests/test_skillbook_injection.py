@@ -24,17 +24,7 @@ def admin(proxy: RunningProxy, method: str, path: str, **kwargs: Any) -> httpx.R
 def add_skill(
     proxy: RunningProxy, skillbook: str, section: str, content: str, approve: bool = True
 ) -> str:
-    created = admin(
-        proxy,
-        "POST",
-        f"/skillbooks/{skillbook}/skills",
-        json={"section": section, "content": content},
-    )
-    assert created.status_code == 201, created.text
-    skill_id: str = created.json()["id"]
-    if approve:
-        assert admin(proxy, "POST", f"/skills/{skill_id}/approve").status_code == 200
-    return skill_id
+    return proxy.add_skill(skillbook, section, content, approve=approve)
 
 
 def chat(proxy: RunningProxy, skillbook: str, **body: Any) -> openai.types.chat.ChatCompletion:
