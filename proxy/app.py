@@ -9,7 +9,7 @@ side and shutdown always drains the trace queue before the database closes.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
@@ -45,7 +45,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_route("*", "/sb/{skillbook}/v1/{tail:.*}", handlers.proxy_v1)
 
 
-def _lifecycle(config: Config):  # type: ignore[no-untyped-def]
+def _lifecycle(config: Config) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         db = DatabaseWorker(config.store.path, name="db")
         applied = await db.run(migrate)

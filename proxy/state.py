@@ -19,7 +19,7 @@ class ProxyState:
     session: aiohttp.ClientSession
     traces: TraceWriter
     db: DatabaseWorker
-    """Reads and admin writes; the trace writer has a worker of its own."""
+    """Reads and admin writes; trace rows are written by the trace sink process."""
     skillbooks: SkillbookCache
 
 
