@@ -149,11 +149,8 @@ def _reflect_all(
             summary.skipped += 1
             continue
         episode = episode_store.episode_conversation(db, row["id"])
-        in_effect = {
-            skill_id: skills.get(db, skill_id, detail=False)["content"]
-            for skill_id in episode.skill_ids
-            if _exists(db, skill_id)
-        }
+        texts = {s["id"]: s["content"] for s in skills.list_skills(db, skillbook)}
+        in_effect = {sid: texts[sid] for sid in episode.skill_ids if sid in texts}
         spend = Spend()
         try:
             if settings.recursive and _long(episode, settings.recursive_threshold_tokens):
@@ -239,10 +236,6 @@ def _sampled(episode_id: str, rate: float) -> bool:
     """Deterministic: the same episode is always in or out of the sample."""
     digest = hashlib.blake2b(episode_id.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64 < rate
-
-
-def _exists(db: sqlite_utils.Database, skill_id: str) -> bool:
-    return db.execute("SELECT 1 FROM skills WHERE id = ?", [skill_id]).fetchone() is not None
 
 
 def skillbooks_with_ready_episodes(

@@ -132,7 +132,3 @@ async def relay(
         if request.transport is not None:
             request.transport.close()
     return response
-
-
-def is_timeout(exc: BaseException) -> bool:
-    return isinstance(exc, TimeoutError)

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from proxy import errors, jsonio
 from proxy.credentials import apply_upstream_key, client_key, fingerprint
-from proxy.forwarding import is_timeout, relay, upstream_headers
+from proxy.forwarding import relay, upstream_headers
 from proxy.injection import inject, opted_out
 from proxy.routing import (
     SKILLBOOK_HEADER,
@@ -70,7 +70,7 @@ async def proxy_v1(request: web.Request) -> web.StreamResponse:
                 if (missing := state.skillbooks.missing_encoding(record.model)) is not None:
                     await _load_tokenizer(state, missing)
                 body = inject(state.skillbooks, route.format, payload, body, record, extra) or body
-        return await _forward(request, state, route, tail, body, record, extra, started)
+        return await _forward(request, state, route, body, record, extra, started)
     except errors.ProxyError as exc:
         record.status = exc.status
         record.error = str(exc)
@@ -128,7 +128,6 @@ async def _forward(
     request: web.Request,
     state: ProxyState,
     route: Route,
-    tail: str,
     body: bytes,
     record: TraceRecord,
     extra: dict[str, str],
@@ -155,9 +154,9 @@ async def _forward(
                 answer.close()  # drop the connection: the provider sees the request cancelled
                 record.error = "client disconnected"
             return response
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        if is_timeout(exc):
-            raise errors.upstream_timeout(upstream.read_timeout_s) from None
+    except TimeoutError:  # before ClientError: aiohttp's timeouts are both
+        raise errors.upstream_timeout(upstream.read_timeout_s) from None
+    except aiohttp.ClientError as exc:
         raise errors.upstream_unreachable(f"{type(exc).__name__}: {exc}") from None
 
 

@@ -119,7 +119,6 @@ class SkillbookCache:
         self._encodings: frozenset[str] = frozenset()
         self._adding: dict[str, asyncio.Future[None]] = {}
         self._task: asyncio.Task[None] | None = None
-        self.refresh_errors = 0
 
     def missing_encoding(self, model: str | None) -> str | None:
         """The tokenizer a request of `model` needs that is not loaded yet, if any."""
@@ -152,9 +151,6 @@ class SkillbookCache:
             if encoding not in entry.static:
                 measure(entry, encoding)
         return entries
-
-    def get(self, name: str) -> Prepared | None:
-        return self._entries.get(name)
 
     def section_for(
         self, name: str, model: str | None, query: Callable[[], str]
@@ -199,5 +195,4 @@ class SkillbookCache:
             try:
                 await self.refresh()
             except Exception as exc:  # keep serving the last good copy
-                self.refresh_errors += 1
                 log.error("skillbook refresh failed: %s", exc)

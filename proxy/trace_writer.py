@@ -58,7 +58,6 @@ class TraceWriter:
         """
         try:
             self._queue.put_nowait(record)
-            self.pending_ids.add(record.id)
         except asyncio.QueueFull:
             if self._config.on_full == "block" and self._config.block_timeout_ms > 0:
                 task = asyncio.create_task(self._put_within_timeout(record))
@@ -68,7 +67,7 @@ class TraceWriter:
             else:
                 self.stats.dropped += 1
             return
-        self.stats.queued += 1
+        self._accepted(record)
 
     async def _put_within_timeout(self, record: TraceRecord) -> None:
         try:
@@ -76,8 +75,11 @@ class TraceWriter:
         except TimeoutError:
             self.stats.dropped += 1
         else:
-            self.pending_ids.add(record.id)
-            self.stats.queued += 1
+            self._accepted(record)
+
+    def _accepted(self, record: TraceRecord) -> None:
+        self.pending_ids.add(record.id)
+        self.stats.queued += 1
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="skillproxy-trace-writer")

@@ -55,10 +55,6 @@ def finish_run(db: sqlite_utils.Database, run: int, status: str, error: str | No
         )
 
 
-def get_run(db: sqlite_utils.Database, run: int) -> dict[str, Any]:
-    return list_runs(db, run=run)[0]
-
-
 def list_runs(
     db: sqlite_utils.Database,
     *,

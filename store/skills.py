@@ -221,15 +221,6 @@ def tag(
     return get(db, skill_id)
 
 
-def add_evidence(
-    db: sqlite_utils.Database, skill_id: str, trace_id: str, reason: str, *, source: str
-) -> dict[str, Any]:
-    with write_transaction(db):
-        _snapshot(db, skill_id)  # raises NotFound
-        add_evidence_in_tx(db, skill_id, trace_id, reason, source, time.time())
-    return get(db, skill_id)
-
-
 def add_evidence_in_tx(
     db: sqlite_utils.Database, skill_id: str, trace_id: str, reason: str, source: str, at: float
 ) -> None:
