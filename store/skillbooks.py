@@ -65,17 +65,22 @@ def update_settings(
     unknown = set(changes) - set(SETTINGS)
     if unknown:
         raise InvalidContent(f"unknown setting(s): {', '.join(sorted(unknown))}")
-    _check_settings(changes)
+    check_settings(changes)
     with write_transaction(db):
         ensure(db, name)
-        for key, value in changes.items():
-            stored = int(value) if key == "auto_approve" and value is not None else value
-            db.execute(f"UPDATE skillbooks SET {key} = ? WHERE name = ?", [stored, name])
+        store_settings(db, name, changes)
         bump_version(db, name)
     return get(db, name)
 
 
-def _check_settings(changes: dict[str, Any]) -> None:
+def store_settings(db: sqlite_utils.Database, name: str, changes: dict[str, Any]) -> None:
+    """Write already checked settings; the caller's transaction, the caller's version bump."""
+    for key, value in changes.items():
+        stored = int(value) if key == "auto_approve" and value is not None else value
+        db.execute(f"UPDATE skillbooks SET {key} = ? WHERE name = ?", [stored, name])
+
+
+def check_settings(changes: dict[str, Any]) -> None:
     budget = changes.get("token_budget")
     if budget is not None and (type(budget) is not int or budget < 0):
         raise InvalidContent("token_budget must be a whole number of tokens, 0 or more")

@@ -43,7 +43,7 @@ _COLUMNS = (
     "id, skillbook, section, content, status, helpful, harmful, neutral, revision, "
     "created_at, updated_at"
 )
-_SNAPSHOT_KEYS = ("section", "content", "status", "helpful", "harmful", "neutral")
+SNAPSHOT_KEYS = ("section", "content", "status", "helpful", "harmful", "neutral")
 
 
 def normalise_section(section: str) -> str:
@@ -93,7 +93,7 @@ def create(
             "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [seq, skill_id, skillbook, section, content, status, now, now],
         )
-        _record(db, skill_id, 1, "create", actor, None, _snapshot(db, skill_id), now)
+        record_event(db, skill_id, 1, "create", actor, None, _snapshot(db, skill_id), now)
         for item in evidence or []:
             add_evidence_in_tx(db, skill_id, item["trace_id"], item.get("reason", ""), actor, now)
         if status == "active":
@@ -158,7 +158,7 @@ def transition(
                 f"cannot {action} skill {skill_id}: it is {before['status']} "
                 f"(only {allowed} skills can be {action}d)"
             )
-        _apply(db, skill_id, before, {"status": target}, action, actor)
+        apply_change(db, skill_id, before, {"status": target}, action, actor)
     return get(db, skill_id)
 
 
@@ -179,7 +179,7 @@ def edit(
         raise InvalidContent("nothing to edit: give content and/or section")
     with write_transaction(db):
         before = _snapshot(db, skill_id)
-        _apply(db, skill_id, before, changes, "edit", actor)
+        apply_change(db, skill_id, before, changes, "edit", actor)
     return get(db, skill_id)
 
 
@@ -197,7 +197,7 @@ def rollback(
             raise NotFound(f"skill {skill_id} has no revision {revision}")
         target = json.loads(row[0])
         changes = {k: target[k] for k in ("section", "content", "status")}
-        _apply(db, skill_id, before, changes, f"rollback to {revision}", actor)
+        apply_change(db, skill_id, before, changes, f"rollback to {revision}", actor)
     return get(db, skill_id)
 
 
@@ -215,7 +215,7 @@ def tag(
         raise InvalidContent(f"tag must be helpful, harmful or neutral, got {tag!r}")
     with write_transaction(db):
         before = _snapshot(db, skill_id)
-        _apply(db, skill_id, before, {tag: before[tag] + 1}, f"tag {tag}", actor)
+        apply_change(db, skill_id, before, {tag: before[tag] + 1}, f"tag {tag}", actor)
         if trace_id:
             add_evidence_in_tx(db, skill_id, trace_id, reason or tag, actor, time.time())
     return get(db, skill_id)
@@ -258,27 +258,34 @@ def history(db: sqlite_utils.Database, skill_id: str) -> list[dict[str, Any]]:
     ]
 
 
-def _apply(
+def apply_change(
     db: sqlite_utils.Database,
     skill_id: str,
     before: dict[str, Any],
     changes: dict[str, Any],
     action: str,
     actor: str,
+    *,
+    now: float | None = None,
+    bump: bool = True,
 ) -> None:
-    now = time.time()
+    """Update a skill inside the caller's transaction: one new revision and its history event.
+
+    The skillbook's version moves when the change touches an active skill, unless `bump` is
+    False (an import changes many skills and bumps once)."""
+    now = time.time() if now is None else now
     assignments = ", ".join(f"{key} = ?" for key in changes)
     db.execute(
         f"UPDATE skills SET {assignments}, revision = revision + 1, updated_at = ? WHERE id = ?",
         [*changes.values(), now, skill_id],
     )
     after = _snapshot(db, skill_id)
-    _record(db, skill_id, after["revision"], action, actor, before, after, now)
-    if "active" in (before["status"], after["status"]):
+    record_event(db, skill_id, after["revision"], action, actor, before, after, now)
+    if bump and "active" in (before["status"], after["status"]):
         skillbooks.bump_version(db, after["skillbook"])
 
 
-def _record(
+def record_event(
     db: sqlite_utils.Database,
     skill_id: str,
     revision: int,
@@ -289,7 +296,7 @@ def _record(
     at: float,
 ) -> None:
     def snap(state: dict[str, Any] | None) -> str | None:
-        return None if state is None else json.dumps({k: state[k] for k in _SNAPSHOT_KEYS})
+        return None if state is None else json.dumps({k: state[k] for k in SNAPSHOT_KEYS})
 
     db.execute(
         "INSERT INTO skill_events (skill_id, revision, action, actor, at, before_json, after_json) "

@@ -35,9 +35,9 @@ from store import skillbooks, skills
 from store.errors import Conflict, InvalidContent, NotFound
 
 # Private in their modules; shared so that history rows and settings rules match exactly.
-from store.skillbooks import _check_settings as check_settings
-from store.skills import _SNAPSHOT_KEYS as STATE_KEYS
-from store.skills import _record as record_event
+from store.skillbooks import check_settings
+from store.skills import SNAPSHOT_KEYS as STATE_KEYS
+from store.skills import record_event
 from store.transaction import write_transaction
 
 FORMAT = "skillproxy.skillbook/1"
@@ -137,9 +137,7 @@ def _usefulness(skill: dict[str, Any]) -> tuple[int, float, str]:
 def _apply_settings(db: sqlite_utils.Database, name: str, settings: dict[str, Any]) -> bool:
     if skillbooks.get(db, name)["settings"] == settings:
         return False
-    for key, value in settings.items():
-        stored = int(value) if key == "auto_approve" and value is not None else value
-        db.execute(f"UPDATE skillbooks SET {key} = ? WHERE name = ?", [stored, name])
+    skillbooks.store_settings(db, name, settings)
     return True
 
 
@@ -158,7 +156,8 @@ def _import_skill(
     _merge_evidence(db, skill)
     if all(current[key] == skill[key] for key in STATE_KEYS):
         return "unchanged"
-    _update(db, current, {key: skill[key] for key in STATE_KEYS}, "import", actor, now)
+    changes = {key: skill[key] for key in STATE_KEYS}
+    skills.apply_change(db, current["id"], current, changes, "import", actor, now=now, bump=False)
     return "updated"
 
 
@@ -189,31 +188,22 @@ def _merge_evidence(db: sqlite_utils.Database, skill: dict[str, Any]) -> None:
         )
 
 
-def _update(
-    db: sqlite_utils.Database,
-    before: dict[str, Any],
-    changes: dict[str, Any],
-    action: str,
-    actor: str,
-    now: float,
-) -> None:
-    """Like `skills._apply`, minus its per-skill version bump: an import bumps once."""
-    assignments = ", ".join(f"{key} = ?" for key in changes)
-    db.execute(
-        f"UPDATE skills SET {assignments}, revision = revision + 1, updated_at = ? WHERE id = ?",
-        [*changes.values(), now, before["id"]],
-    )
-    after = skills.get(db, before["id"], detail=False)
-    record_event(db, before["id"], after["revision"], action, actor, before, after, now)
-
-
 def _archive_absent(
     db: sqlite_utils.Database, name: str, kept: set[str], actor: str, now: float
 ) -> int:
     archived = 0
     for skill in skills.list_skills(db, name):
         if skill["id"] not in kept and skill["status"] in skills.TRANSITIONS["archive"]:
-            _update(db, skill, {"status": "archived"}, "archive", actor, now)
+            skills.apply_change(
+                db,
+                skill["id"],
+                skill,
+                {"status": "archived"},
+                "archive",
+                actor,
+                now=now,
+                bump=False,
+            )
             archived += 1
     return archived
 
