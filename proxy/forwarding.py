@@ -2,14 +2,15 @@
 
 One pooled `aiohttp.ClientSession` per app forwards everything (httpx's client could not keep up
 on this path; see DESIGN.md). Responses are relayed without decompressing them: the session is
-created with `auto_decompress=False` and no automatic `Accept-Encoding`, so the client receives
-exactly what the provider sent. Streams are written chunk by chunk as they arrive, and each chunk
-is kept beside the relay for the trace.
+created with `auto_decompress=False` and adds no `Accept-Encoding` of its own, so the client
+receives exactly what the provider sent. Streams are written chunk by chunk as they arrive, and
+each chunk is kept beside the relay for the trace.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 import aiohttp
 from aiohttp import web
@@ -39,6 +40,25 @@ BUFFER_LIMIT = 1024 * 1024
 """Answers up to this size with a Content-Length are read whole; larger or unsized ones stream."""
 
 
+_SKIPPED_AUTO_HEADERS: CIMultiDict[None] = CIMultiDict(
+    {"User-Agent": None, "Accept-Encoding": None}
+)
+
+
+class VerbatimRequest(aiohttp.ClientRequest):
+    """A request that adds no `User-Agent` or `Accept-Encoding` to what the client sent.
+
+    The answer is relayed still encoded, so the provider must see only the encodings the client
+    accepts. The session's `skip_auto_headers` option does the same, but copies the headers
+    twice per request to do it; here the decision is made once.
+    """
+
+    def update_auto_headers(self, skip_auto_headers: Iterable[str] | None) -> None:
+        self._skip_auto_headers = _SKIPPED_AUTO_HEADERS
+        if "Accept" not in self.headers:
+            self.headers["Accept"] = "*/*"  # aiohttp's default, kept as it always was
+
+
 def create_session(config: UpstreamConfig) -> aiohttp.ClientSession:
     """The app's single upstream session; cookies are never shared between clients."""
     connector = aiohttp.TCPConnector(limit=config.max_connections, ttl_dns_cache=300)
@@ -50,7 +70,7 @@ def create_session(config: UpstreamConfig) -> aiohttp.ClientSession:
         timeout=timeout,
         auto_decompress=False,
         cookie_jar=aiohttp.DummyCookieJar(),
-        skip_auto_headers=("User-Agent", "Accept-Encoding"),
+        request_class=VerbatimRequest,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from pathlib import Path
 
 import httpx
@@ -217,6 +218,29 @@ def test_headers_pass_through_both_ways_minus_hop_by_hop(proxy: RunningProxy) ->
     seen = {k.lower(): v for k, v in proxy.provider.last.headers.items()}
     assert seen["x-client-thing"] == "c1" and seen["openai-organization"] == "org-1"
     assert "keep-alive" not in seen and "proxy-authorization" not in seen
+
+
+def test_proxy_adds_no_user_agent_or_encoding_of_its_own(proxy: RunningProxy) -> None:
+    """Answers are relayed still encoded: only the client's encodings may reach the provider."""
+    body = b'{"model":"m","messages":[]}'
+    host, port = proxy.url.removeprefix("http://").split(":")
+    bare = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: proxy\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+    )
+    with socket.create_connection((host, int(port))) as conn:
+        conn.sendall(bare)
+        assert conn.recv(64).startswith(b"HTTP/1.1 200")
+    seen = {k.lower() for k in proxy.provider.last.headers}
+    assert "user-agent" not in seen and "accept-encoding" not in seen
+
+    httpx.post(
+        proxy.v1 + "/chat/completions",
+        content=body,
+        headers={"User-Agent": "agent/1.0", "Accept-Encoding": "br"},
+    )
+    sent = {k.lower(): v for k, v in proxy.provider.last.headers.items()}
+    assert sent["user-agent"] == "agent/1.0" and sent["accept-encoding"] == "br"
 
 
 def test_streaming_relays_each_event_as_it_arrives(proxy: RunningProxy) -> None:
