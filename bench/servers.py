@@ -50,9 +50,11 @@ def start_skillproxy(
     template: str = SKILLPROXY_CMD,
     name: str = "skillproxy",
     profile_to: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> Server:
     port = free_port()
     argv = skillproxy_argv(template, port, upstream.base, db)
     if profile_to is not None:
         argv[1:1] = ["-m", "cProfile", "-o", str(profile_to)]
-    return group.start(name, argv, port, ready_path="/healthz", env=SKILLPROXY_ENV)
+    env = {**SKILLPROXY_ENV, **(env or {})}
+    return group.start(name, argv, port, ready_path="/healthz", env=env)

@@ -18,9 +18,9 @@ from proxy.admin_cli import add_admin_commands, run_admin_command
 from proxy.app import create_app
 from proxy.config import Config, ConfigError, load_config
 from proxy.learn_cli import add_learn_command, run_learn
+from proxy.runtime import tune_for_serving
 
 log = logging.getLogger("skillproxy")
-GIL_SWITCH_INTERVAL_S = 0.001
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,9 +69,7 @@ def serve(config: Config) -> None:
     )
     if not config.admin.token:
         log.warning("no admin.token set: the admin API (/admin/) answers only clients on loopback")
-    # The trace writer and the database threads share the GIL with the event loop; Python's
-    # default 5 ms switch interval lets them stall a request that far after each syscall.
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    tune_for_serving(app)
     web.run_app(
         app,
         host=config.server.host,
