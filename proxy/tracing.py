@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import operator
 import os
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from proxy import jsonio
@@ -69,6 +70,20 @@ class TraceRecord:
         self.response_bytes += len(chunk)
 
 
+RECORD_FIELDS = tuple(f.name for f in fields(TraceRecord))
+_values = operator.attrgetter(*RECORD_FIELDS)
+
+
+def record_values(record: TraceRecord) -> tuple[Any, ...]:
+    """The record as a tuple of plain values, in field order: what crosses to the trace sink."""
+    values: tuple[Any, ...] = _values(record)
+    return values
+
+
+def record_from_values(values: tuple[Any, ...]) -> TraceRecord:
+    return TraceRecord(*values)
+
+
 def build_row(record: TraceRecord) -> dict[str, Any]:
     """The full row: bodies as JSON text, a stream folded into its final response, usage read."""
     response_text, response = _response(record)
@@ -105,7 +120,7 @@ def base_row(record: TraceRecord) -> dict[str, Any]:
         "session_id": record.session_id,
         "episode_id": None,
         "skillbook_version": record.skillbook_version,
-        "injected_skill_ids": json.dumps(list(record.injected_skill_ids)),
+        "injected_skill_ids": jsonio.dumps(record.injected_skill_ids).decode(),
         "skill_tokens": record.skill_tokens,
     }
 

@@ -52,7 +52,7 @@ _INSERT = (
 
 def insert_traces(db: sqlite_utils.Database, rows: Sequence[dict[str, Any]]) -> None:
     """Insert `rows` in one transaction (registering new skillbook names); all or none."""
-    values = [tuple(row.get(col) for col in TRACE_COLUMNS) for row in rows]
+    values = [tuple(map(row.get, TRACE_COLUMNS)) for row in rows]
     with write_transaction(db):
         db.conn.executemany(_INSERT, values)
         now = time.time()
