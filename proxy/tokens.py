@@ -44,7 +44,9 @@ def _point_tiktoken_at_bundled_files() -> None:
 _point_tiktoken_at_bundled_files()
 
 
+@lru_cache(maxsize=1024)
 def encoding_name_for_model(model: str | None) -> str:
+    """Asked on every request; model names repeat, so the answer is cached."""
     name = (model or "").lower().rsplit("/", 1)[-1]
     return "o200k_base" if name.startswith(O200K_PREFIXES) else "cl100k_base"
 
