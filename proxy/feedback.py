@@ -46,7 +46,7 @@ async def post_feedback(request: web.Request) -> web.Response:
         return errors.error_response(exc, anthropic=False)
     if (
         body.trace_id is not None
-        and body.trace_id not in state.traces.pending_ids
+        and not state.traces.is_pending(body.trace_id)
         and not await state.db.run(learner_state.trace_exists, body.trace_id)
     ):
         return _not_found(f"no trace with id {body.trace_id!r}")

@@ -39,16 +39,25 @@ class TraceStats:
 
 
 class TraceWriter:
+    """Accepted records wait in a plain list; the writer takes them in batches.
+
+    An `asyncio.Queue` cost every request a put, a get and a `task_done`, plus a set entry to
+    remember what was not yet committed. Here a request costs one `append`; the writer is woken
+    only when the list stops being empty, and `is_pending` scans the lists, which is cheap for
+    the one caller that asks (feedback naming a trace).
+    """
+
     def __init__(self, sink: TraceSink, config: TracesConfig) -> None:
         self._sink = sink
         self._config = config
-        self._queue: asyncio.Queue[TraceRecord] = asyncio.Queue(maxsize=config.queue_size)
+        self._buffer: list[TraceRecord] = []
+        self._in_flight: list[TraceRecord] = []
+        self._arrived = asyncio.Event()
+        self._room = asyncio.Event()
+        self._closing = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._pending_puts: set[asyncio.Task[None]] = set()
-        self._closing = asyncio.Event()
         self.stats = TraceStats()
-        self.pending_ids: set[str] = set()
-        """Accepted but not yet committed: feedback may name them before they reach the store."""
 
     async def submit(self, record: TraceRecord) -> None:
         """Queue a finished exchange; never raises, waits at most `block_timeout_ms`.
@@ -56,30 +65,39 @@ class TraceWriter:
         A blocking put runs as its own task and the caller waits on it shielded: the handler
         may be cancelled (its client hung up) without losing a record it already accepted.
         """
-        try:
-            self._queue.put_nowait(record)
-        except asyncio.QueueFull:
-            if self._config.on_full == "block" and self._config.block_timeout_ms > 0:
-                task = asyncio.create_task(self._put_within_timeout(record))
-                self._pending_puts.add(task)
-                task.add_done_callback(self._pending_puts.discard)
-                await asyncio.shield(task)
-            else:
-                self.stats.dropped += 1
-            return
-        self._accepted(record)
+        if len(self._buffer) < self._config.queue_size:
+            self._accept(record)
+        elif self._config.on_full == "block" and self._config.block_timeout_ms > 0:
+            task = asyncio.create_task(self._put_within_timeout(record))
+            self._pending_puts.add(task)
+            task.add_done_callback(self._pending_puts.discard)
+            await asyncio.shield(task)
+        else:
+            self.stats.dropped += 1
+
+    def is_pending(self, trace_id: str) -> bool:
+        """Accepted but not yet committed: feedback may name a trace before it is stored."""
+        return any(r.id == trace_id for r in self._buffer) or any(
+            r.id == trace_id for r in self._in_flight
+        )
+
+    def _accept(self, record: TraceRecord) -> None:
+        self._buffer.append(record)
+        self.stats.queued += 1
+        if len(self._buffer) == 1:
+            self._arrived.set()
 
     async def _put_within_timeout(self, record: TraceRecord) -> None:
-        try:
-            await asyncio.wait_for(self._queue.put(record), self._config.block_timeout_ms / 1000)
-        except TimeoutError:
-            self.stats.dropped += 1
-        else:
-            self._accepted(record)
-
-    def _accepted(self, record: TraceRecord) -> None:
-        self.pending_ids.add(record.id)
-        self.stats.queued += 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._config.block_timeout_ms / 1000
+        while len(self._buffer) >= self._config.queue_size:
+            self._room.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._room.wait(), max(deadline - loop.time(), 0))
+            if loop.time() >= deadline and len(self._buffer) >= self._config.queue_size:
+                self.stats.dropped += 1
+                return
+        self._accept(record)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="skillproxy-trace-writer")
@@ -89,32 +107,33 @@ class TraceWriter:
         self._closing.set()
         if self._pending_puts:
             await asyncio.gather(*self._pending_puts)
-        await self._queue.join()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        self._arrived.set()
+        task, self._task = self._task, None
+        if task is not None:
+            try:
+                await task
+            except Exception:  # the writer itself broke: say so, and let shutdown go on
+                log.exception("trace writer failed; %d traces not written", len(self._buffer))
 
     async def _run(self) -> None:
         interval = self._config.flush_interval_ms / 1000
+        size = self._config.batch_size
         while True:
-            batch = [await self._queue.get()]
-            if self._queue.qsize() + 1 < self._config.batch_size and not self._closing.is_set():
+            if not self._buffer:
+                if self._closing.is_set():
+                    return
+                self._arrived.clear()
+                await self._arrived.wait()  # set by the first record into an empty buffer
+                continue
+            if len(self._buffer) < size and not self._closing.is_set():
                 with contextlib.suppress(TimeoutError):  # gather more, unless told to stop
                     await asyncio.wait_for(self._closing.wait(), interval)
-            batch = self._take_batch(batch)
+            self._in_flight, self._buffer = self._buffer[:size], self._buffer[size:]
+            self._room.set()
             try:
-                await self._write(batch)
+                await self._write(self._in_flight)
             finally:
-                for record in batch:
-                    self.pending_ids.discard(record.id)
-                    self._queue.task_done()
-
-    def _take_batch(self, batch: list[TraceRecord]) -> list[TraceRecord]:
-        while len(batch) < self._config.batch_size and not self._queue.empty():
-            batch.append(self._queue.get_nowait())
-        return batch
+                self._in_flight = []
 
     async def _write(self, batch: list[TraceRecord]) -> None:
         for attempt, delay in enumerate((*RETRY_DELAYS_S, None)):
