@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from yarl import URL
 
@@ -51,12 +52,17 @@ def classify(method: str, tail: str) -> Route:
 def choose_skillbook(path_name: str | None, header: str | None, default: str) -> str:
     """Path prefix wins over header, header over the default. Raises ValueError if invalid."""
     name = path_name or header or default
-    if not SKILLBOOK_NAME.match(name):
+    if not _valid_name(name):
         raise ValueError(
             f"invalid skillbook name {name!r}: use 1-64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
     return name
+
+
+@lru_cache(maxsize=1024)
+def _valid_name(name: str) -> bool:
+    return SKILLBOOK_NAME.match(name) is not None
 
 
 def upstream_url(base: str, raw_tail: str) -> URL:
