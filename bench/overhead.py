@@ -184,11 +184,25 @@ def cpu_split_table(rows: list[Row]) -> list[str]:
     return table(headers, body, left=3)
 
 
+def paired_ratio(of: Row, to: Row, key: str) -> float:
+    """The median, over repeats, of `of`'s figure divided by `to`'s in the same repeat.
+
+    `measure` runs the targets of one repeat back to back, so each pair saw the machine in the
+    same state; on a shared machine whose speed drifts by tens of percent within minutes, the
+    ratio of two medians mixes states and pairing does not. With unequal runs (not produced by
+    `measure`) it falls back to the ratio of the medians.
+    """
+    a, b = of.values(key), to.values(key)
+    if len(a) != len(b) or not a:
+        return of.median(key) / to.median(key)
+    return statistics.median(x / y for x, y in zip(a, b, strict=True))
+
+
 def ratio(
     rows: list[Row], mode: str, clients: int, key: str, of: str, to: str, fmt: str = "chat"
 ) -> float:
     cell = {(r.target, r.fmt, r.mode, r.clients): r for r in rows}
-    return cell[(of, fmt, mode, clients)].median(key) / cell[(to, fmt, mode, clients)].median(key)
+    return paired_ratio(cell[(of, fmt, mode, clients)], cell[(to, fmt, mode, clients)], key)
 
 
 def comparisons(rows: list[Row], levels: list[int]) -> tuple[list[str], list[tuple[bool, str]]]:
@@ -206,7 +220,7 @@ def comparisons(rows: list[Row], levels: list[int]) -> tuple[list[str], list[tup
     for fmt, mode, c in ((f, m, c) for f in formats for m in MODES for c in levels):
         sp, fl, direct = (cell[(t, fmt, mode, c)] for t in ("skillproxy", "floor", "direct"))
         lt = cell.get(("litellm", fmt, mode, c))
-        ratio_floor = sp.median("req_per_s") / fl.median("req_per_s")
+        ratio_floor = paired_ratio(sp, fl, "req_per_s")
         added_floor = sp.median("p50_ms") - fl.median("p50_ms")
         added_sp = sp.median("p50_ms") - direct.median("p50_ms")
         line = [fmt, mode, str(c), f"{ratio_floor:.2f}", f"{added_floor:+.2f}", f"{added_sp:+.2f}"]

@@ -37,6 +37,11 @@ class Plan:
     sections: list[str]
     formats: list[str] = field(default_factory=lambda: ["chat"])
 
+    @property
+    def slow_repeat(self) -> int:
+        """Runs of the memory and store sections, which take minutes each."""
+        return min(self.repeat, 3)
+
 
 @dataclass
 class Results:
@@ -86,7 +91,8 @@ def header(plan: Plan, out: Results) -> list[str]:
         f"- **Load average**: {out.load_at_invocation} at invocation; "
         f"1-min {out.load_at_start} when measuring began; {out.load_at_end} at the end",
         f"- **Command**: {out.command}",
-        f"- **Mode**: {mode}; {plan.repeat} run(s) per figure, shown as median (min..max); "
+        f"- **Mode**: {mode}; {plan.repeat} run(s) per overhead figure ({plan.slow_repeat} for "
+        "memory and store), shown as median (min..max); "
         f"each load run {plan.duration:g} s measured after {plan.warmup:g} s of warm-up",
         f"- **Commit**: {_commit()}",
         f"- **Wall time**: {out.wall_s / 60:.1f} min, set-up included",
@@ -126,7 +132,10 @@ def overhead_section(plan: Plan, out: Results) -> tuple[list[str], Verdicts]:
         "",
         *results_table(out.overhead),
         "",
-        "Ratios of medians. *Added p50* is the target's p50 minus the provider's (direct) p50.",
+        "*skillproxy / floor req/s* is the median of the ratios within each repeat (the floor "
+        "and skillproxy ran back to back, so each pair saw the machine in the same state); the "
+        "other ratios are ratios of medians. *Added p50* is the target's p50 minus the "
+        "provider's (direct) p50.",
         "",
         *compared,
         "",

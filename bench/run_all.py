@@ -41,8 +41,8 @@ def plan_from(args: argparse.Namespace) -> Plan:
     quick = bool(args.quick)
     return Plan(
         quick=quick,
-        repeat=args.repeat or (1 if quick else 3),
-        duration=args.duration or (1.5 if quick else 4.0),
+        repeat=args.repeat or (1 if quick else 5),
+        duration=args.duration or (1.5 if quick else 3.0),
         warmup=args.warmup if args.warmup is not None else (0.5 if quick else 1.0),
         levels=sorted({int(c) for c in args.concurrency.split(",")}),
         checkpoints=[1_000, 5_000, 10_000] if quick else [10_000, 25_000, 50_000, 75_000, 100_000],
@@ -127,7 +127,7 @@ def run_suite(plan: Plan, workdir: Path, out: Results) -> None:
             )
         if "memory" in plan.sections:
             out.tiktoken_mb = memory.tiktoken_mb()
-            for i in range(plan.repeat):
+            for i in range(plan.slow_repeat):
                 db = workdir / f"memory-{i}.db"
                 out.memory.append(
                     memory.run(
@@ -135,7 +135,7 @@ def run_suite(plan: Plan, workdir: Path, out: Results) -> None:
                     )
                 )
         if "store" in plan.sections:
-            for _ in range(plan.repeat):
+            for _ in range(plan.slow_repeat):
                 out.writer_rows_per_s.append(
                     store_bench.writer_rows_per_s(workdir / "writer.db", plan.writer_rows)
                 )
@@ -149,7 +149,7 @@ def run_suite(plan: Plan, workdir: Path, out: Results) -> None:
                 upstream,
                 big,
                 plan.store_traces,
-                repeat=plan.repeat,
+                repeat=plan.slow_repeat,
                 samples=plan.admin_samples,
                 skills=plan.skills,
                 progress=progress,
@@ -177,8 +177,12 @@ def command_line(argv: list[str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="~2 min smoke run")
-    parser.add_argument("--repeat", type=int, help="runs per figure (default 3, quick 1)")
-    parser.add_argument("--duration", type=float, help="measured s per load run (4, quick 1.5)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        help="runs per overhead figure (default 5, quick 1); memory and store run min(N, 3)",
+    )
+    parser.add_argument("--duration", type=float, help="measured s per load run (3, quick 1.5)")
     parser.add_argument("--warmup", type=float, help="uncounted s per load run (1, quick 0.5)")
     parser.add_argument("--concurrency", default="1,32", help="client counts (default 1,32)")
     parser.add_argument(
