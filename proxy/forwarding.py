@@ -50,7 +50,9 @@ class VerbatimRequest(aiohttp.ClientRequest):
 
     The answer is relayed still encoded, so the provider must see only the encodings the client
     accepts. The session's `skip_auto_headers` option does the same, but copies the headers
-    twice per request to do it; here the decision is made once.
+    twice per request to do it; here the decision is made once. `update_auto_headers` is
+    aiohttp's own hook, not documented API, so pyproject requires the aiohttp this was tested
+    with, and `test_proxy_adds_no_user_agent_or_encoding_of_its_own` fails if it changes.
     """
 
     def update_auto_headers(self, skip_auto_headers: Iterable[str] | None) -> None:
