@@ -25,7 +25,14 @@ import struct
 import sys
 from typing import Any, BinaryIO
 
-from proxy.tracing import TraceRecord, base_row, build_row, record_from_values, record_values
+from proxy.tracing import (
+    TraceRecord,
+    base_row,
+    build_row,
+    plain,
+    record_from_values,
+    record_values,
+)
 from store.db import open_database
 from store.traces import insert_traces
 
@@ -67,7 +74,11 @@ class TraceSink:
             await self.start()
         proc = self._proc
         assert proc is not None and proc.stdin is not None and proc.stdout is not None
-        payload = marshal.dumps([record_values(record) for record in records])
+        values = [record_values(record) for record in records]
+        try:
+            payload = marshal.dumps(values)
+        except ValueError:  # a value marshal refuses (a str subclass): send plain types
+            payload = marshal.dumps([plain(v) for v in values])
         try:
             proc.stdin.write(HEADER.pack(len(payload)) + payload)
             await proc.stdin.drain()

@@ -84,6 +84,26 @@ def record_from_values(values: tuple[Any, ...]) -> TraceRecord:
     return TraceRecord(*values)
 
 
+_PLAIN = (str, bytes, int, float, bool, type(None))
+
+
+def plain(value: Any) -> Any:
+    """`value` as the exact built-in types marshal accepts (a str subclass becomes a str)."""
+    if type(value) in _PLAIN:
+        return value
+    if isinstance(value, tuple):
+        return tuple(map(plain, value))
+    if isinstance(value, list):
+        return list(map(plain, value))
+    if isinstance(value, bytes):
+        return bytes(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    return str(value)
+
+
 def build_row(record: TraceRecord) -> dict[str, Any]:
     """The full row: bodies as JSON text, a stream folded into its final response, usage read."""
     response_text, response = _response(record)

@@ -13,6 +13,11 @@ import httpx
 import openai
 import pytest
 
+from proxy.trace_sink import TraceSink
+from proxy.tracing import TraceRecord, new_trace_id
+from store.db import open_database
+from store.migrations import migrate
+from store.traces import get_trace
 from tests.fakes import replies
 from tests.harness import RunningProxy
 
@@ -148,3 +153,32 @@ def test_a_killed_trace_sink_is_restarted_and_loses_nothing(proxy: RunningProxy)
     proxy.traces(4)
     assert health(proxy)["lost"] == 0
     assert _sink_pids(proxy.config.store.path) != [pid]
+
+
+def test_sink_stores_a_record_whose_values_marshal_refuses(tmp_path: Path) -> None:
+    """Records cross to the sink marshalled; a str subclass (which marshal refuses) still lands."""
+
+    class Label(str):
+        pass
+
+    async def write() -> None:
+        sink = TraceSink(str(tmp_path / "t.db"))
+        await sink.start()
+        record = TraceRecord(
+            id=new_trace_id(),
+            created_at=time.time(),
+            skillbook="default",
+            method="POST",
+            path="/v1/chat/completions",
+            session_id=Label("session-7"),
+        )
+        try:
+            await sink.write([record])
+        finally:
+            await sink.close()
+        stored = get_trace(db, record.id)
+        assert stored is not None and stored["session_id"] == "session-7"
+
+    db = open_database(tmp_path / "t.db")
+    migrate(db)
+    asyncio.run(write())
