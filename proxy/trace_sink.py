@@ -18,6 +18,7 @@ group) and exits when its stdin closes, so the proxy's shutdown decides when the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import marshal
 import signal
@@ -71,7 +72,10 @@ class TraceSink:
 
     async def _write_frame(self, records: list[TraceRecord]) -> None:
         if self._proc is None or self._proc.returncode is not None:
-            await self.start()
+            try:
+                await self.start()
+            except OSError as exc:  # out of processes or file descriptors: retried like a failure
+                raise SinkFailed(f"could not start the trace sink: {exc}") from None
         proc = self._proc
         assert proc is not None and proc.stdin is not None and proc.stdout is not None
         values = [record_values(record) for record in records]
@@ -85,7 +89,8 @@ class TraceSink:
             size = HEADER.unpack(await proc.stdout.readexactly(HEADER.size))[0]
             ack: dict[str, Any] = marshal.loads(await proc.stdout.readexactly(size))
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):  # already reaped
+                proc.kill()
             await proc.wait()
             raise SinkFailed(f"trace sink process died: {exc!r}") from None
         if not ack.get("ok"):

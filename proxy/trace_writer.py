@@ -120,7 +120,7 @@ class TraceWriter:
         size = self._config.batch_size
         while True:
             if not self._buffer:
-                if self._closing.is_set():
+                if self._closing.is_set() and not self._pending_puts:
                     return
                 self._arrived.clear()
                 await self._arrived.wait()  # set by the first record into an empty buffer

@@ -95,7 +95,7 @@ def plain(value: Any) -> Any:
         return tuple(map(plain, value))
     if isinstance(value, list):
         return list(map(plain, value))
-    if isinstance(value, bytes):
+    if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     if isinstance(value, int):
         return int(value)

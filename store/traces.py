@@ -44,8 +44,11 @@ TRACE_COLUMNS = (
 )
 SUMMARY_COLUMNS = tuple(c for c in TRACE_COLUMNS if c not in ("request_json", "response_json"))
 
+# OR IGNORE: a batch is retried whole when the sink fails part-way (or dies after committing but
+# before saying so), and the rows already stored must not fail the retry. Ids are unique by
+# construction (time, a per-process random tag, a counter), so nothing else is ever ignored.
 _INSERT = (
-    f"INSERT INTO traces ({', '.join(TRACE_COLUMNS)}) "
+    f"INSERT OR IGNORE INTO traces ({', '.join(TRACE_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in TRACE_COLUMNS)})"
 )
 
