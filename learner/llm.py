@@ -6,7 +6,10 @@ litellm is imported here, lazily, so the proxy never pays its import time, and e
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +67,30 @@ def _cost(litellm: Any, model: str, response: Any) -> float:
         return float(litellm.completion_cost(completion_response=response))
     except Exception:  # a priced model with an unusual response: tokens are still recorded
         return 0.0
+
+
+_runs_using_clients = 0
+_runs_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def shared_clients() -> Iterator[None]:
+    """Hold litellm's cached HTTP clients open for one learner run; the last run out closes them.
+
+    litellm keeps one client cache per process. A run that closed it on its way out broke the
+    calls of another run still going (the scheduled learner and `POST /admin/learner/run` can
+    overlap), so runs are counted and only the last one closes.
+    """
+    global _runs_using_clients
+    with _runs_lock:
+        _runs_using_clients += 1
+    try:
+        yield
+    finally:
+        with _runs_lock:
+            _runs_using_clients -= 1
+            if _runs_using_clients == 0:
+                close_cached_clients()
 
 
 def close_cached_clients() -> None:

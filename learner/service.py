@@ -12,7 +12,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from learner.llm import close_cached_clients
+from learner.llm import shared_clients
 from learner.runner import Ask, Progress, RunSummary, group_all, run_skillbook
 from learner.runner import skillbooks_with_ready_episodes as ready_counts
 from proxy.config import Config
@@ -32,19 +32,20 @@ def learn_once(
     min_episodes: int = 1,
 ) -> list[RunSummary]:
     """Group new traces, then run every skillbook with at least `min_episodes` ready."""
-    db = open_database(config.store.path)
-    try:
-        migrate(db)
-        group_all(db, config, now=now)
-        counts = ready_counts(db, config, now=now)
-        names = [skillbook] if skillbook else [n for n, c in counts.items() if c >= min_episodes]
-        return [
-            run_skillbook(db, config, name, ask=ask, progress=progress, now=now) for name in names
-        ]
-    finally:
-        db.conn.close()
-        if ask is None:
-            close_cached_clients()
+    with shared_clients() if ask is None else contextlib.nullcontext():
+        db = open_database(config.store.path)
+        try:
+            migrate(db)
+            group_all(db, config, now=now)
+            counts = ready_counts(db, config, now=now)
+            ready = [n for n, c in counts.items() if c >= min_episodes]
+            names = [skillbook] if skillbook else ready
+            return [
+                run_skillbook(db, config, name, ask=ask, progress=progress, now=now)
+                for name in names
+            ]
+        finally:
+            db.conn.close()
 
 
 @contextlib.asynccontextmanager
