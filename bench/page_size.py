@@ -15,12 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from synthetic import batches
+from store_bench import timed_inserts
 
 from proxy.trace_sink import FRAME_RECORDS
-from store.db import PAGE_SIZE, open_database
-from store.migrations import migrate
-from store.traces import insert_traces
+from store.db import PAGE_SIZE
 
 SQLITE_DEFAULT_PAGE_SIZE = 4096
 
@@ -30,16 +28,7 @@ def cpu_us_per_row(folder: Path, page_size: int, rows: int) -> float:
     with sqlite3.connect(path) as conn:  # fix the page size before open_database makes it WAL
         conn.execute(f"PRAGMA page_size = {page_size}")
         conn.execute("VACUUM")
-    db = open_database(path)
-    try:
-        migrate(db)
-        prepared = list(batches(rows, FRAME_RECORDS))
-        started = time.process_time()
-        for frame in prepared:
-            insert_traces(db, frame)
-        return (time.process_time() - started) / rows * 1e6
-    finally:
-        db.conn.close()
+    return timed_inserts(path, rows, FRAME_RECORDS, clock=time.process_time) / rows * 1e6
 
 
 def main() -> None:

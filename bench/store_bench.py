@@ -31,18 +31,26 @@ def _fresh(path: Path) -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
-def writer_rows_per_s(path: Path, total: int, batch_size: int = BATCH_SIZE) -> float:
-    _fresh(path)
+def timed_inserts(
+    path: Path, total: int, batch_size: int, clock: Callable[[], float] = time.perf_counter
+) -> float:
+    """Seconds, by `clock`, that `insert_traces` takes to write `total` synthetic rows into the
+    database at `path` in batches of `batch_size` (the rows are built before the clock starts)."""
     db = open_database(path)
     try:
         migrate(db)
         prepared = list(batches(total, batch_size))
-        started = time.perf_counter()
+        started = clock()
         for batch in prepared:
             insert_traces(db, batch)
-        elapsed = time.perf_counter() - started
+        return clock() - started
     finally:
         db.conn.close()
+
+
+def writer_rows_per_s(path: Path, total: int, batch_size: int = BATCH_SIZE) -> float:
+    _fresh(path)
+    elapsed = timed_inserts(path, total, batch_size)
     _fresh(path)
     return total / elapsed
 
