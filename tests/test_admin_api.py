@@ -66,6 +66,19 @@ def test_without_a_token_only_loopback_is_served(make_proxy: Callable[..., Runni
     assert httpx.get(proxy.url + "/admin/skillbooks").status_code == 200  # we are on loopback
 
 
+def test_unknown_admin_paths_and_methods_are_json_errors_behind_the_token(
+    proxy: RunningProxy,
+) -> None:
+    unknown = admin(proxy, "GET", "/nothing/here")
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "not_found"
+    wrong_method = admin(proxy, "DELETE", "/skillbooks")
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"]["code"] == "method_not_allowed"
+    assert httpx.get(proxy.url + "/admin/nothing/here").status_code == 401
+    assert admin(proxy, "GET", "/skillbooks").status_code == 200  # the catch-all is last
+
+
 def test_skill_lifecycle_with_history_and_evidence(proxy: RunningProxy) -> None:
     skill = create(proxy, evidence=[{"trace_id": "tr_1", "reason": "customer asked twice"}])
     assert skill["status"] == "pending" and skill["section"] == "returns"

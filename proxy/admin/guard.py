@@ -12,6 +12,7 @@ import hmac
 import ipaddress
 import json
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -54,7 +55,20 @@ def is_loopback(remote: str | None) -> bool:
         return False
 
 
-@web.middleware
+def guarded(handler: Handler) -> Handler:
+    """`handler` behind the token check, with its failures answered as JSON.
+
+    Applied to each admin route instead of as middleware: a middleware anywhere in the app
+    makes aiohttp wrap every request in a chain of them, proxied calls included, which cost
+    each of those about 11,000 instructions (callgrind, 1,000 requests) for nothing.
+    """
+
+    async def run(request: web.Request) -> web.StreamResponse:
+        return await json_errors(request, partial(require_admin, handler=handler))
+
+    return run
+
+
 async def require_admin(request: web.Request, handler: Handler) -> web.StreamResponse:
     token = request.config_dict[STATE].config.admin.token
     if not token:
@@ -76,7 +90,6 @@ async def require_admin(request: web.Request, handler: Handler) -> web.StreamRes
     return await handler(request)
 
 
-@web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)

@@ -10,7 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from proxy.admin import learner, skills, traces, transfer
-from proxy.admin.guard import Handler, json_errors, require_admin
+from proxy.admin.guard import Handler, guarded
 
 ACTIONS = "approve|reject|archive|restore"
 
@@ -102,11 +102,23 @@ ROUTES = (
 
 
 def admin_app() -> web.Application:
-    admin = web.Application(middlewares=[json_errors, require_admin])
+    admin = web.Application()
     for route in ROUTES:
-        admin.router.add_route(route.method, route.path, route.handler)
-    admin.router.add_get("/openapi.json", openapi_handler)
+        admin.router.add_route(route.method, route.path, guarded(route.handler))
+    admin.router.add_get("/openapi.json", guarded(openapi_handler))
+    admin.router.add_route("*", "/{tail:.*}", guarded(unmatched))  # last: only what nothing took
     return admin
+
+
+async def unmatched(request: web.Request) -> web.StreamResponse:
+    """No admin route has this path (404) or takes this method on it (405)."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource is not request.match_info.route.resource:
+            allowed |= (await resource.resolve(request))[1]
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()
 
 
 async def openapi_handler(request: web.Request) -> web.Response:
