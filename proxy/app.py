@@ -20,6 +20,7 @@ from proxy.config import Config
 from proxy.feedback import post_feedback
 from proxy.forwarding import create_session
 from proxy.skillbook_cache import SkillbookCache
+from proxy.stalls import StallWatch
 from proxy.state import STATE, ProxyState
 from proxy.trace_sink import TraceSink
 from proxy.trace_writer import TraceWriter
@@ -59,13 +60,21 @@ def _lifecycle(config: Config) -> Callable[[web.Application], AsyncIterator[None
         cache = SkillbookCache(db, config.skillbook)
         await cache.refresh()
         cache.start()
+        stalls = StallWatch(config.upstream.read_timeout_s)
+        stalls.start()
         app[STATE] = ProxyState(
-            config=config, session=session, traces=traces, db=db, skillbooks=cache
+            config=config,
+            session=session,
+            traces=traces,
+            db=db,
+            skillbooks=cache,
+            stalls=stalls,
         )
         try:
             async with scheduled(config):
                 yield
         finally:
+            await stalls.close()
             await cache.close()
             await traces.close()
             await sink.close()

@@ -9,6 +9,7 @@ each chunk is kept beside the relay for the trace.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 
@@ -17,6 +18,7 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy.config import UpstreamConfig
+from proxy.stalls import Watch
 from proxy.tracing import TraceRecord
 
 HOP_BY_HOP = frozenset(
@@ -62,11 +64,12 @@ class VerbatimRequest(aiohttp.ClientRequest):
 
 
 def create_session(config: UpstreamConfig) -> aiohttp.ClientSession:
-    """The app's single upstream session; cookies are never shared between clients."""
+    """The app's single upstream session; cookies are never shared between clients.
+
+    It has no read timeout of its own: `proxy.stalls` enforces `read_timeout_s` more cheaply.
+    """
     connector = aiohttp.TCPConnector(limit=config.max_connections, ttl_dns_cache=300)
-    timeout = aiohttp.ClientTimeout(
-        total=None, connect=config.connect_timeout_s, sock_read=config.read_timeout_s
-    )
+    timeout = aiohttp.ClientTimeout(total=None, connect=config.connect_timeout_s)
     return aiohttp.ClientSession(
         connector=connector,
         timeout=timeout,
@@ -101,6 +104,7 @@ async def relay(
     record: TraceRecord,
     extra_headers: dict[str, str],
     started: float,
+    watch: Watch,
 ) -> web.StreamResponse:
     """Send the provider's answer to the client, keeping a copy in `record`.
 
@@ -120,6 +124,7 @@ async def relay(
     response: web.StreamResponse
     if not is_stream and length is not None and length <= BUFFER_LIMIT:
         body = await upstream.read()
+        watch.busy()
         record.ttfb_ms = (time.perf_counter() - started) * 1000
         record.keep_chunk(body)
         response = web.Response(
@@ -139,18 +144,34 @@ async def relay(
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
     record.status = upstream.status
     try:
+        watch.busy()
         await response.prepare(request)
+        watch.waiting()
         async for chunk in upstream.content.iter_any():
+            watch.busy()
             if record.ttfb_ms is None:
                 record.ttfb_ms = (time.perf_counter() - started) * 1000
             record.keep_chunk(chunk)
             await response.write(chunk)
+            watch.waiting()
+        watch.busy()
         await response.write_eof()
     except ConnectionResetError:  # raised by our writes to the client (aiohttp's subclass too)
         record.client_disconnected = True
     except (aiohttp.ClientError, TimeoutError) as exc:
-        record.error = f"provider failed mid-response: {type(exc).__name__}: {exc}"
-        response.force_close()
-        if request.transport is not None:
-            request.transport.close()
+        _cut_off(request, response, record, f"{type(exc).__name__}: {exc}")
+    except asyncio.CancelledError:
+        if not watch.absorb():
+            raise
+        _cut_off(request, response, record, "the provider went silent")
     return response
+
+
+def _cut_off(
+    request: web.Request, response: web.StreamResponse, record: TraceRecord, why: str
+) -> None:
+    """The provider failed after the answer started: the client must see it broken."""
+    record.error = f"provider failed mid-response: {why}"
+    response.force_close()
+    if request.transport is not None:
+        request.transport.close()

@@ -141,6 +141,7 @@ async def _forward(
         key=upstream.anthropic_api_key if route.anthropic else upstream.api_key,
         anthropic=route.anthropic,
     )
+    watch = state.stalls.watch()
     try:
         async with state.session.request(
             request.method,
@@ -149,15 +150,21 @@ async def _forward(
             headers=headers,
             allow_redirects=False,
         ) as answer:
-            response = await relay(request, answer, record, extra, started)
+            response = await relay(request, answer, record, extra, started, watch)
             if record.client_disconnected:
                 answer.close()  # drop the connection: the provider sees the request cancelled
                 record.error = "client disconnected"
             return response
+    except asyncio.CancelledError:
+        if watch.absorb():  # the provider went silent before anything was sent
+            raise errors.upstream_timeout(upstream.read_timeout_s) from None
+        raise
     except TimeoutError:  # before ClientError: aiohttp's timeouts are both
         raise errors.upstream_timeout(upstream.read_timeout_s) from None
     except aiohttp.ClientError as exc:
         raise errors.upstream_unreachable(f"{type(exc).__name__}: {exc}") from None
+    finally:
+        state.stalls.release(watch)
 
 
 def _error(err: errors.ProxyError, route: Route, record: TraceRecord) -> web.Response:

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from proxy.config import Config
 from proxy.skillbook_cache import SkillbookCache
+from proxy.stalls import StallWatch
 from proxy.trace_writer import TraceWriter
 from store.worker import DatabaseWorker
 
@@ -21,6 +22,8 @@ class ProxyState:
     db: DatabaseWorker
     """Reads and admin writes; trace rows are written by the trace sink process."""
     skillbooks: SkillbookCache
+    stalls: StallWatch
+    """Enforces `upstream.read_timeout_s` on every request waiting on the provider."""
 
 
 STATE = web.AppKey("skillproxy_state", ProxyState)

@@ -105,6 +105,23 @@ def test_slow_provider_is_504(make_proxy: Callable[..., RunningProxy]) -> None:
     assert proxy.trace(response.headers["X-Trace-Id"])["status"] == 504
 
 
+def test_a_slow_stream_that_never_goes_silent_is_relayed_whole(
+    make_proxy: Callable[..., RunningProxy],
+) -> None:
+    """The read timeout bounds each silence, not the whole answer."""
+    proxy = make_proxy(upstream={"read_timeout_s": 0.4})
+    words = "one two three four five six seven eight"
+    proxy.provider.enqueue(replies.text(words, chunk_delay=0.15))
+    with httpx.stream(
+        "POST", proxy.v1 + "/chat/completions", json={"model": "m", "stream": True}
+    ) as response:
+        body = b"".join(response.iter_bytes())
+    assert response.status_code == 200 and body.endswith(b"data: [DONE]\n\n")
+    [trace] = proxy.traces(1)
+    assert trace["error"] is None and trace["latency_ms"] > 1000
+    assert trace["response_json"]["choices"][0]["message"]["content"] == words
+
+
 def test_provider_stalling_mid_stream_cuts_the_client_off(
     make_proxy: Callable[..., RunningProxy],
 ) -> None:
