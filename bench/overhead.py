@@ -121,6 +121,16 @@ def run_cell(
     return figures
 
 
+def counterbalanced(targets: list[Target], turn: int) -> list[Target]:
+    """The targets in order on even repeats, reversed on odd ones.
+
+    Run always in one order, a drift of the machine during a repeat, or whatever a run leaves
+    behind for the next (the provider's connections, warm caches), always falls on the same
+    target. Reversing every other repeat gives each target both places equally often.
+    """
+    return targets if turn % 2 == 0 else targets[::-1]
+
+
 def measure(
     targets: list[Target],
     levels: list[int],
@@ -137,8 +147,8 @@ def measure(
         for mode in MODES:
             for clients in levels:
                 cells = {t.name: Row(t.name, fmt, mode, clients) for t in fmt_targets}
-                for _ in range(repeat):
-                    for target in fmt_targets:
+                for turn in range(repeat):
+                    for target in counterbalanced(fmt_targets, turn):
                         cells[target.name].runs.append(
                             run_cell(target, fmt, mode, clients, duration, warmup)
                         )

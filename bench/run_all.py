@@ -41,7 +41,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
     quick = bool(args.quick)
     return Plan(
         quick=quick,
-        repeat=args.repeat or (1 if quick else 5),
+        repeat=args.repeat or (1 if quick else 6),
         duration=args.duration or (1.5 if quick else 3.0),
         warmup=args.warmup if args.warmup is not None else (0.5 if quick else 1.0),
         levels=sorted({int(c) for c in args.concurrency.split(",")}),
@@ -180,7 +180,7 @@ def main() -> None:
     parser.add_argument(
         "--repeat",
         type=int,
-        help="runs per overhead figure (default 5, quick 1); memory and store run min(N, 3)",
+        help="runs per overhead figure (default 6, quick 1); memory and store run min(N, 3)",
     )
     parser.add_argument("--duration", type=float, help="measured s per load run (3, quick 1.5)")
     parser.add_argument("--warmup", type=float, help="uncounted s per load run (1, quick 0.5)")
