@@ -26,19 +26,19 @@ import subprocess
 import sys
 import tempfile
 
-import aiohttp
 import floor
+import loadgen
 import upstream
-from admin_api import SKILLBOOK, skill_text
+from admin_api import SKILLBOOK, seed_skills
+from admin_api import TOKEN as ADMIN_TOKEN
 from aiohttp import web
-from loadgen import PATHS, request_body, request_headers
+from loadgen import PATHS
 from procs import free_port
 
 TARGETS = ("direct", "floor", "skillproxy")
 CLIENTS = 32
 WARMUP_REQUESTS = 300
 SKILLS = 50
-ADMIN_TOKEN = "bench"
 
 
 async def _serve(app: web.Application, port: int) -> web.AppRunner:
@@ -49,32 +49,10 @@ async def _serve(app: web.Application, port: int) -> web.AppRunner:
 
 
 async def _drive(url: str, requests: int, fmt: str) -> None:
-    body, headers = request_body(fmt, False), request_headers(fmt, "sk-bench")
-    left = [requests]
-
-    async def client(session: aiohttp.ClientSession) -> None:
-        while left[0] > 0:
-            left[0] -= 1
-            async with session.post(url, data=body, headers=headers) as response:
-                await response.read()
-                if response.status != 200:
-                    raise RuntimeError(f"{url}: HTTP {response.status}")
-
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        await asyncio.gather(*(client(session) for _ in range(CLIENTS)))
-
-
-async def _seed(port: int) -> None:
-    base = f"http://127.0.0.1:{port}/admin"
-    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    async with aiohttp.ClientSession(headers=auth) as session:
-        for i in range(SKILLS):
-            section, content = skill_text(i)
-            url = f"{base}/skillbooks/{SKILLBOOK}/skills"
-            async with session.post(url, json={"section": section, "content": content}) as r:
-                skill_id = (await r.json())["id"]
-            async with session.post(f"{base}/skills/{skill_id}/approve") as r:
-                r.raise_for_status()
+    """Exactly `requests` requests from `CLIENTS` clients: the load generator's count mode."""
+    result = await loadgen.run(url, CLIENTS, 0.0, 0.0, False, requests=requests, fmt=fmt)
+    if result["errors"] or result["all_requests"] != requests:
+        raise RuntimeError(f"{url}: {result}")
 
 
 async def _skillproxy(provider_port: int, port: int, db: str) -> web.AppRunner:
@@ -93,7 +71,8 @@ async def _skillproxy(provider_port: int, port: int, db: str) -> web.AppRunner:
     app = create_app(load_config(None, overrides=overrides))
     tune_for_serving(app)
     runner = await _serve(app, port)
-    await _seed(port)
+    # seed_skills blocks on HTTP calls to this very loop's server: it runs on a thread
+    await asyncio.to_thread(seed_skills, port, SKILLS)
     await asyncio.sleep(1.0)  # the skillbook cache picks the skills up
     return runner
 
