@@ -17,6 +17,7 @@ from learner.service import scheduled
 from proxy import handlers
 from proxy.admin.routes import admin_app
 from proxy.config import Config
+from proxy.dispatch import skip_router
 from proxy.feedback import post_feedback
 from proxy.forwarding import create_session
 from proxy.skillbook_cache import SkillbookCache
@@ -42,8 +43,9 @@ def add_routes(app: web.Application) -> None:
     app.add_subapp("/admin/", admin_app())
     app.router.add_post("/v1/feedback", post_feedback)
     app.router.add_post("/sb/{skillbook}/v1/feedback", post_feedback)
-    app.router.add_route("*", "/v1/{tail:.*}", handlers.proxy_v1)
-    app.router.add_route("*", "/sb/{skillbook}/v1/{tail:.*}", handlers.proxy_v1)
+    plain = app.router.add_route("*", "/v1/{tail:.*}", handlers.proxy_v1)
+    skillbook = app.router.add_route("*", "/sb/{skillbook}/v1/{tail:.*}", handlers.proxy_v1)
+    skip_router(app, plain=plain, skillbook=skillbook, routed_tails=frozenset({"feedback"}))
 
 
 def _lifecycle(config: Config) -> Callable[[web.Application], AsyncIterator[None]]:
