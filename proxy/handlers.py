@@ -62,14 +62,17 @@ async def proxy_v1(request: web.Request) -> web.StreamResponse:
         body = await _read_body(request, state)
         record.request_body = body
         if route.format is not None:
-            payload = _parse_json(body)
+            payload, stdlib = _parse_json(body)
             model = payload.get("model")
             record.model = model if isinstance(model, str) else None
             record.stream = payload.get("stream") is True
             if not opted_out(request.headers):
                 if (missing := state.skillbooks.missing_encoding(record.model)) is not None:
                     await _load_tokenizer(state, missing)
-                body = inject(state.skillbooks, route.format, payload, body, record, extra) or body
+                added = inject(
+                    state.skillbooks, route.format, payload, record, extra, stdlib=stdlib
+                )
+                body = added or body
         return await _forward(request, state, route, body, record, extra, started)
     except errors.ProxyError as exc:
         record.status = exc.status
@@ -114,14 +117,15 @@ async def _read_body(request: web.Request, state: ProxyState) -> bytes:
         raise errors.body_too_large(limit) from None
 
 
-def _parse_json(body: bytes) -> dict[str, Any]:
+def _parse_json(body: bytes) -> tuple[dict[str, Any], bool]:
+    """The body as an object, and whether only the standard library could parse it."""
     try:
-        payload = jsonio.loads(body)
+        payload, stdlib = jsonio.parse(body)
     except ValueError as exc:
         raise errors.invalid_json(str(exc)) from None
     if not isinstance(payload, dict):
         raise errors.invalid_request("The request body must be a JSON object.", "invalid_body")
-    return payload
+    return payload, stdlib
 
 
 async def _forward(

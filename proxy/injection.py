@@ -3,21 +3,33 @@
 The section goes after the client's own system text (the format adapter knows where that is);
 the body is re-serialised only when something was added, compactly and without escaping
 non-ASCII, so the forwarded JSON equals the client's except for that one message.
+
+The section is kilobytes long and the same for every request of a skillbook version, so it is
+not serialised with each body: the body is serialised around a short placeholder, which is then
+replaced by the section's JSON prepared once (`Section.json`). JSON escapes each character on
+its own, so the bytes are exactly those of serialising the section in place (callgrind, the
+bench's chat body with a 3.8 KB section: 28k -> 19k instructions).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from multidict import CIMultiDictProxy
 
 from proxy import jsonio
 from proxy.formats import WireFormat
+from proxy.render import Section
 from proxy.skillbook_cache import SkillbookCache
 from proxy.tracing import TraceRecord
 
 OPT_OUT_HEADER = "X-Skillproxy-Inject"
 OFF_VALUES = frozenset({"off", "0", "false", "no"})
+PLACEHOLDER = f"\x00skillproxy-section-{os.urandom(8).hex()}\x00"
+"""Stands in for the section while a body is serialised. It never leaves the process, and JSON
+writes NUL as an escape, so no client body can hold its serialised form."""
+_PLACEHOLDER_JSON = jsonio.dumps(PLACEHOLDER)[1:-1]
 
 
 def opted_out(headers: CIMultiDictProxy[str]) -> bool:
@@ -29,11 +41,13 @@ def inject(
     cache: SkillbookCache,
     fmt: WireFormat,
     payload: dict[str, Any],
-    raw: bytes,
     record: TraceRecord,
     response_headers: dict[str, str],
+    *,
+    stdlib: bool = False,
 ) -> bytes | None:
-    """The new body to forward, or None to forward the client's bytes untouched."""
+    """The new body to forward, or None to forward the client's bytes untouched; `stdlib` as
+    `jsonio.parse` said of the body."""
     section, version = cache.section_for(
         record.skillbook, record.model, lambda: fmt.latest_user_text(payload)
     )
@@ -45,4 +59,12 @@ def inject(
         return None
     record.injected_skill_ids = section.skill_ids
     record.skill_tokens = section.tokens
-    return jsonio.dumps(fmt.inject(payload, section.text), like=raw)
+    return with_section(fmt, payload, section, stdlib=stdlib)
+
+
+def with_section(
+    fmt: WireFormat, payload: dict[str, Any], section: Section, *, stdlib: bool = False
+) -> bytes:
+    """The body `payload` with `section` added, serialised."""
+    body = jsonio.dumps(fmt.inject(payload, PLACEHOLDER), stdlib=stdlib)
+    return body.replace(_PLACEHOLDER_JSON, section.json, 1)

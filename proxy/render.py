@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from proxy import jsonio
 from proxy.ranking import RankedSkill
 from proxy.tokens import count_tokens
 
@@ -26,6 +27,13 @@ class Section:
     text: str
     tokens: int
     skill_ids: tuple[str, ...]
+    json: bytes = b""
+    """`text` escaped as the inside of a JSON string, once per skillbook version, so a request
+    splices it in instead of serialising it again (`proxy.injection`)."""
+
+
+def section(text: str, tokens: int, skill_ids: tuple[str, ...]) -> Section:
+    return Section(text, tokens, skill_ids, jsonio.dumps(text)[1:-1])
 
 
 EMPTY = Section("", 0, ())
@@ -81,6 +89,6 @@ def fit(
         text = render(chosen)
         tokens = count_tokens(text, encoding)
         if tokens <= budget:
-            return Section(text, tokens, tuple(skill.id for skill in chosen))
+            return section(text, tokens, tuple(skill.id for skill in chosen))
         chosen.pop()
     return EMPTY

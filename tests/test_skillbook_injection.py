@@ -9,8 +9,12 @@ from typing import Any
 
 import httpx
 import openai
+import pytest
 
-from proxy.render import HEADER
+from proxy import jsonio
+from proxy.formats import CHAT, MESSAGES, RESPONSES, WireFormat
+from proxy.injection import PLACEHOLDER, with_section
+from proxy.render import HEADER, section
 from proxy.tokens import count_tokens
 from tests.harness import ADMIN_TOKEN, RunningProxy
 
@@ -250,3 +254,36 @@ def test_unusual_numbers_survive_injection(proxy: RunningProxy) -> None:
     sent = proxy.provider.last.body
     assert b"123456789012345678901234567890" in sent and b"NaN" in sent
     assert RETURN_RULE.encode() in sent
+
+
+SECTION_TEXT = 'Keep "quotes", back\\slashes, a\ttab,\nlines, \x01 control, café, 日本, emoji 🚀.'
+CLIENT_TEXT = 'You are "careful".\nNon-ASCII: ü, 😀, and \\ escapes.'
+
+
+@pytest.mark.parametrize(
+    ("fmt", "body"),
+    [
+        (CHAT, {"model": "m", "messages": [{"role": "system", "content": CLIENT_TEXT}]}),
+        (CHAT, {"model": "m", "messages": [{"role": "user", "content": "hi"}], "n": 2}),
+        (CHAT, {"messages": [{"role": "system", "content": [{"type": "text", "text": "a"}]}]}),
+        (CHAT, {"messages": "not a list"}),
+        (MESSAGES, {"model": "m", "system": CLIENT_TEXT, "messages": []}),
+        (MESSAGES, {"model": "m", "system": [{"type": "text", "text": CLIENT_TEXT}]}),
+        (MESSAGES, {"model": "m", "messages": [], "temperature": 0.5}),
+        (RESPONSES, {"model": "m", "instructions": CLIENT_TEXT, "input": "hi"}),
+        (RESPONSES, {"model": "m", "input": [{"role": "user", "content": "hi"}]}),
+    ],
+)
+def test_the_spliced_section_is_exactly_the_section_serialised_in_place(
+    fmt: WireFormat, body: dict[str, Any]
+) -> None:
+    prepared = section(SECTION_TEXT, 10, ("s1",))
+    for raw in (
+        jsonio.dumps(body),
+        json.dumps(body, ensure_ascii=True).encode(),  # escaped non-ASCII from the client
+        jsonio.dumps(body)[:-1] + b',"x":NaN,"big":123456789012345678901234567890}',
+    ):
+        payload, stdlib = jsonio.parse(raw)
+        expected = jsonio.dumps(fmt.inject(payload, SECTION_TEXT), stdlib=stdlib)
+        assert with_section(fmt, payload, prepared, stdlib=stdlib) == expected
+        assert PLACEHOLDER.encode() not in expected
