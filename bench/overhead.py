@@ -38,6 +38,11 @@ MIN_FLOOR_RATIO = 0.8
 MAX_ADDED_P50_VS_FLOOR_MS = 0.3
 LATENCY_CLIENTS = 1
 """The latency budgets hold for one client; the throughput targets for the most clients run."""
+PAIRED = ("floor", "skillproxy")
+TARGET_EXTRA_PAIRS = 6
+"""Extra floor/skillproxy pairs for the throughput target's cells (Chat Completions at the most
+clients), after the regular repeats: the paired ratio's spread narrows with the square root of
+the pairs, and the other targets do not sit near their thresholds."""
 MIN_LITELLM_RATIO = 10.0
 MAX_ADDED_P50_VS_LITELLM = 0.1
 
@@ -149,8 +154,12 @@ def measure(
         for mode in MODES:
             for clients in levels:
                 cells = {t.name: Row(t.name, fmt, mode, clients) for t in fmt_targets}
-                for turn in range(repeat):
-                    for target in counterbalanced(fmt_targets, turn):
+                rounds = [fmt_targets] * repeat
+                if fmt == "chat" and clients == max(levels) > LATENCY_CLIENTS and repeat > 1:
+                    pair = [t for t in fmt_targets if t.name in PAIRED]
+                    rounds += [pair] * TARGET_EXTRA_PAIRS
+                for turn, round_targets in enumerate(rounds):
+                    for target in counterbalanced(round_targets, turn):
                         cells[target.name].runs.append(
                             run_cell(target, fmt, mode, clients, duration, warmup)
                         )
