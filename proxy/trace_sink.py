@@ -29,13 +29,13 @@ from typing import Any, BinaryIO
 from proxy.tracing import (
     TraceRecord,
     base_row,
-    build_row,
     plain,
     record_from_values,
     record_values,
+    row_values,
 )
 from store.db import open_database
-from store.traces import insert_traces
+from store.traces import TRACE_COLUMNS, insert_trace_values
 
 log = logging.getLogger("skillproxy.traces")
 
@@ -117,7 +117,7 @@ def serve(db_path: str, reader: BinaryIO, writer: BinaryIO) -> None:
             (size,) = HEADER.unpack(header)
             records = [record_from_values(values) for values in marshal.loads(reader.read(size))]
             try:
-                insert_traces(db, [_row(record) for record in records])
+                insert_trace_values(db, [_row(record) for record in records])
                 ack: dict[str, Any] = {"ok": True}
             except Exception as exc:  # the store failed: the parent retries, then counts losses
                 ack = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
@@ -128,12 +128,13 @@ def serve(db_path: str, reader: BinaryIO, writer: BinaryIO) -> None:
         db.conn.close()
 
 
-def _row(record: TraceRecord) -> dict[str, Any]:
+def _row(record: TraceRecord) -> tuple[Any, ...]:
     try:
-        return build_row(record)
+        return row_values(record)
     except Exception as exc:  # one malformed exchange must not cost the whole batch
         log.error("could not build trace row %s: %s", record.id, exc)
-        return {**base_row(record), "error": f"trace row not built: {type(exc).__name__}: {exc}"}
+        row = {**base_row(record), "error": f"trace row not built: {type(exc).__name__}: {exc}"}
+        return tuple(map(row.get, TRACE_COLUMNS))
 
 
 def main() -> None:

@@ -42,6 +42,7 @@ TRACE_COLUMNS = (
     "request_json",
     "response_json",
 )
+_SKILLBOOK = TRACE_COLUMNS.index("skillbook")
 SUMMARY_COLUMNS = tuple(c for c in TRACE_COLUMNS if c not in ("request_json", "response_json"))
 
 # OR IGNORE: a batch is retried whole when the sink fails part-way (or dies after committing but
@@ -55,11 +56,16 @@ _INSERT = (
 
 def insert_traces(db: sqlite_utils.Database, rows: Sequence[dict[str, Any]]) -> None:
     """Insert `rows` in one transaction (registering new skillbook names); all or none."""
-    values = [tuple(map(row.get, TRACE_COLUMNS)) for row in rows]
+    insert_trace_values(db, [tuple(map(row.get, TRACE_COLUMNS)) for row in rows])
+
+
+def insert_trace_values(db: sqlite_utils.Database, values: Sequence[tuple[Any, ...]]) -> None:
+    """`insert_traces` for rows already in `TRACE_COLUMNS` order (the trace sink's)."""
     with write_transaction(db):
         db.conn.executemany(_INSERT, values)
         now = time.time()
-        db.conn.executemany(_ENSURE_SKILLBOOK, [(n, now) for n in {r["skillbook"] for r in rows}])
+        names = {row[_SKILLBOOK] for row in values}
+        db.conn.executemany(_ENSURE_SKILLBOOK, [(name, now) for name in names])
 
 
 def get_trace(db: sqlite_utils.Database, trace_id: str) -> dict[str, Any] | None:

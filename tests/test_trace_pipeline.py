@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -215,3 +216,81 @@ def test_a_batch_retried_after_a_partial_commit_stores_every_row_once(tmp_path: 
 
     asyncio.run(write_twice())
     assert count_traces(db) == 1500
+
+
+def test_every_record_field_lands_in_its_own_column(tmp_path: Path) -> None:
+    """The sink builds rows positionally; each value must reach the column of its name."""
+    usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+    answer = {"id": "c1", "object": "chat.completion", "choices": [], "usage": usage}
+    good = TraceRecord(
+        id=new_trace_id(),
+        created_at=1_700_000_000.5,
+        skillbook="books",
+        method="POST",
+        path="/v1/chat/completions",
+        format="chat",
+        model="gpt-test",
+        stream=False,
+        request_body=b'{"model":"gpt-test"}',
+        request_content_type="application/json",
+        status=201,
+        latency_ms=12.5,
+        ttfb_ms=3.25,
+        key_fingerprint="fp_0123456789ab",
+        error="an error",
+        client_disconnected=True,
+        session_id="sess-1",
+        skillbook_version=4,
+        injected_skill_ids=("a-00001", "b-00002"),
+        skill_tokens=42,
+        response_content_type="application/json",
+    )
+    good.keep_chunk(json.dumps(answer).encode())
+    broken = TraceRecord(
+        id=new_trace_id(), created_at=2.0, skillbook="books", method="POST", path="/v1/x"
+    )
+    broken.format = "no-such-format"  # reading its usage fails: the row is kept without it
+    broken.keep_chunk(b'{"x": 1}')
+    broken.response_content_type = "application/json"
+
+    async def write() -> None:
+        sink = TraceSink(str(tmp_path / "t.db"))
+        await sink.start()
+        try:
+            await sink.write([good, broken])
+        finally:
+            await sink.close()
+
+    db = open_database(tmp_path / "t.db")
+    migrate(db)
+    asyncio.run(write())
+    row = get_trace(db, good.id)
+    assert row is not None
+    expected = {
+        "created_at": 1_700_000_000.5,
+        "skillbook": "books",
+        "format": "chat",
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "model": "gpt-test",
+        "stream": False,
+        "status": 201,
+        "latency_ms": 12.5,
+        "ttfb_ms": 3.25,
+        "input_tokens": 11,
+        "output_tokens": 7,
+        "key_fingerprint": "fp_0123456789ab",
+        "error": "an error",
+        "client_disconnected": True,
+        "session_id": "sess-1",
+        "episode_id": None,
+        "skillbook_version": 4,
+        "injected_skill_ids": ["a-00001", "b-00002"],
+        "skill_tokens": 42,
+        "request_json": {"model": "gpt-test"},
+        "response_json": answer,
+    }
+    assert {key: row[key] for key in expected} == expected
+    kept = get_trace(db, broken.id)
+    assert kept is not None and kept["path"] == "/v1/x" and kept["created_at"] == 2.0
+    assert kept["error"].startswith("trace row not built: KeyError")
