@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from proxy.trace_sink import SinkFailed, TraceSink
+from proxy.trace_sink import FRAME_RECORDS, SinkFailed, TraceSink
 from proxy.tracing import TraceRecord, new_trace_id
 from store.db import open_database
 from store.migrations import migrate
@@ -186,17 +186,17 @@ def test_sink_stores_a_record_whose_values_marshal_refuses(tmp_path: Path) -> No
 
 
 def test_a_batch_retried_after_a_partial_commit_stores_every_row_once(tmp_path: Path) -> None:
-    """The sink commits 1,000 records per frame; when a later frame fails, the writer retries
-    the whole batch, and the frames already committed must not make the retry fail."""
+    """The sink commits `FRAME_RECORDS` records per frame; when a later frame fails, the writer
+    retries the whole batch, and the frames already committed must not make the retry fail."""
     db = open_database(tmp_path / "t.db")
     migrate(db)
     records = [
         TraceRecord(
             id=new_trace_id(), created_at=time.time(), skillbook="default", method="GET", path="/"
         )
-        for _ in range(1500)
+        for _ in range(FRAME_RECORDS * 5 // 2)
     ]
-    failing = records[1200].id  # in the second frame; ids are hex, safe to inline
+    failing = records[FRAME_RECORDS * 3 // 2].id  # in the second frame; hex, safe to inline
     db.execute(
         f"CREATE TRIGGER fail_once BEFORE INSERT ON traces WHEN NEW.id = '{failing}' "
         "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
@@ -208,14 +208,14 @@ def test_a_batch_retried_after_a_partial_commit_stores_every_row_once(tmp_path: 
         try:
             with pytest.raises(SinkFailed):
                 await sink.write(records)
-            assert count_traces(db) == 1000  # the first frame is in, the second is not
+            assert count_traces(db) == FRAME_RECORDS  # the first frame is in, the second not
             db.execute("DROP TRIGGER fail_once")
             await sink.write(records)
         finally:
             await sink.close()
 
     asyncio.run(write_twice())
-    assert count_traces(db) == 1500
+    assert count_traces(db) == len(records)
 
 
 def test_every_record_field_lands_in_its_own_column(tmp_path: Path) -> None:
