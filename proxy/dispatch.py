@@ -3,7 +3,7 @@
 To resolve a path the router looks its prefixes up from the longest down and runs a regular
 expression for each candidate; `/sb/{skillbook}/v1/...` has two candidates (feedback and the
 proxy). That, with the match object and the checks around it, cost a proxied request about
-31,000 instructions (3.6% of all the proxy's work for one exchange, callgrind on a running
+25,000 instructions (3% of all the proxy's work for one exchange, callgrind on a running
 proxy). Proxied paths have one of two shapes, told apart here with string operations; every
 other request (the admin API, feedback, health, a client waiting on `Expect: 100-continue`)
 still goes through the router, so their behaviour cannot change.

@@ -2,8 +2,10 @@
 
 orjson parses a typical request about 3x and serialises about 25x faster than `json` (see the
 commit that added it); on the request path and in the trace writer that is CPU every request
-pays. It refuses a few things the standard library accepts (NaN, Infinity, integers beyond
-64 bits): those fall back to `json`, so no body a client could send before is refused now.
+pays. It refuses NaN and Infinity, which the standard library accepts: those fall back to
+`json`, so no body a client could send before is refused now. One difference remains: orjson
+reads an integer beyond 64 bits as a float, so an injected body (the only one re-serialised)
+carries such a number rounded; bodies forwarded untouched keep it exactly.
 """
 
 from __future__ import annotations

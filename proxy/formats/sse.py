@@ -22,8 +22,8 @@ _BOM = "\ufeff"
 
 
 class SSEEvent(NamedTuple):
-    """A tuple, not a frozen dataclass: folding makes one per chunk, and a frozen dataclass
-    costs about 1 µs to build."""
+    """A tuple, not a frozen dataclass: folding makes one per chunk, and a frozen dataclass's
+    `__init__` (one `object.__setattr__` per field) costs several times as much."""
 
     event: str | None
     data: str
@@ -69,8 +69,8 @@ def iter_events(data: bytes) -> Iterator[SSEEvent]:
     """Every event of a complete stream, including a last one cut off before its blank line.
 
     Events are the blocks between blank lines. Nearly every provider sends each one as a single
-    `data: ...` line; those are taken whole, the rest go through the line parser (folding a
-    13-chunk stream: 14 -> 4 µs).
+    `data: ...` line; those are taken whole, the rest go through the line parser (the events
+    of a 13-chunk chat stream: 14 -> 8 µs).
     """
     text = data.decode("utf-8", errors="replace")
     if text.startswith(_BOM):
