@@ -66,6 +66,17 @@ def upstream_timeout(seconds: float) -> ProxyError:
     )
 
 
+def upstream_connect_timeout(seconds: float) -> ProxyError:
+    return ProxyError(
+        504,
+        f"Could not connect to the provider within {seconds:g} seconds"
+        " (upstream.connect_timeout_s).",
+        "upstream_error",
+        "upstream_connect_timeout",
+        "api_error",
+    )
+
+
 def error_response(
     error: ProxyError, *, anthropic: bool, trace_id: str | None = None
 ) -> web.Response:

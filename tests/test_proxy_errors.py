@@ -96,6 +96,38 @@ def test_unreachable_provider_is_502(make_proxy: Callable[..., RunningProxy]) ->
     assert trace["status"] == 502 and "could not be reached" in trace["error"]
 
 
+def test_a_provider_that_never_accepts_the_connection_is_504_saying_so(
+    make_proxy: Callable[..., RunningProxy],
+) -> None:
+    """A listener whose accept queue is full drops new connection attempts: they hang."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = [socket.socket() for _ in range(3)]
+        for filler in fillers:
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+        try:
+            proxy = make_proxy(
+                upstream={
+                    "openai_base_url": f"http://127.0.0.1:{port}/v1",
+                    "connect_timeout_s": 0.3,
+                    "read_timeout_s": 30,
+                }
+            )
+            response = httpx.post(
+                proxy.v1 + "/chat/completions", json={"model": "m", "messages": []}, timeout=10
+            )
+        finally:
+            for filler in fillers:
+                filler.close()
+    assert response.status_code == 504
+    error = response.json()["error"]
+    assert error["code"] == "upstream_connect_timeout" and "connect" in error["message"]
+    assert proxy.trace(response.headers["X-Trace-Id"])["status"] == 504
+
+
 def test_slow_provider_is_504(make_proxy: Callable[..., RunningProxy]) -> None:
     proxy = make_proxy(upstream={"read_timeout_s": 0.3})
     proxy.provider.enqueue(replies.text("too late", delay=3))
