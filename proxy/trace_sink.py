@@ -29,14 +29,14 @@ from typing import Any, BinaryIO
 
 from proxy.tracing import (
     TraceRecord,
-    base_row,
+    base_values,
     plain,
     record_from_values,
     record_values,
     row_values,
 )
 from store.db import open_database
-from store.traces import TRACE_COLUMNS, insert_trace_values
+from store.traces import insert_trace_values
 
 log = logging.getLogger("skillproxy.traces")
 
@@ -152,8 +152,7 @@ def _row(record: TraceRecord) -> tuple[Any, ...]:
         return row_values(record)
     except Exception as exc:  # one malformed exchange must not cost the whole batch
         log.error("could not build trace row %s: %s", record.id, exc)
-        row = {**base_row(record), "error": f"trace row not built: {type(exc).__name__}: {exc}"}
-        return tuple(map(row.get, TRACE_COLUMNS))
+        return base_values(record, f"trace row not built: {type(exc).__name__}: {exc}")
 
 
 def main() -> None:

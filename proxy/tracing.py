@@ -19,6 +19,7 @@ from typing import Any
 
 from proxy import jsonio
 from proxy.formats import FORMATS
+from proxy.formats.base import Usage
 
 MAX_TRACE_BODY_BYTES = 4 * 1024 * 1024
 """Bodies larger than this are not kept in full; the trace says how large they were."""
@@ -111,6 +112,24 @@ def row_values(record: TraceRecord) -> tuple[Any, ...]:
     response_text, response = _response(record)
     usage = FORMATS[record.format].usage(response) if record.format and response else None
     request = record.request_body
+    request_text = _body_text(request, record.request_content_type, len(request))
+    return _columns(record, record.error, usage, request_text, response_text)
+
+
+def base_values(record: TraceRecord, error: str) -> tuple[Any, ...]:
+    """The row of what the proxy knew without parsing any body, with `error` saying why:
+    enough to record an exchange whose bodies could not be made into a row."""
+    return _columns(record, error, None, None, None)
+
+
+def _columns(
+    record: TraceRecord,
+    error: str | None,
+    usage: Usage | None,
+    request_json: str | None,
+    response_json: str | None,
+) -> tuple[Any, ...]:
+    """The one place that knows the `TRACE_COLUMNS` order."""
     return (
         record.id,
         record.created_at,
@@ -126,42 +145,16 @@ def row_values(record: TraceRecord) -> tuple[Any, ...]:
         usage.input_tokens if usage else None,
         usage.output_tokens if usage else None,
         record.key_fingerprint,
-        record.error,
+        error,
         int(record.client_disconnected),
         record.session_id,
         None,  # episode_id: the learner's grouping fills it in
         record.skillbook_version,
         jsonio.dumps(record.injected_skill_ids).decode(),
         record.skill_tokens,
-        _body_text(request, record.request_content_type, len(request)),
-        response_text,
+        request_json,
+        response_json,
     )
-
-
-def base_row(record: TraceRecord) -> dict[str, Any]:
-    """What the proxy knew without parsing any body; enough to record an exchange whose
-    bodies could not be made into a row."""
-    return {
-        "id": record.id,
-        "created_at": record.created_at,
-        "skillbook": record.skillbook,
-        "format": record.format,
-        "method": record.method,
-        "path": record.path,
-        "model": record.model,
-        "stream": int(record.stream),
-        "status": record.status,
-        "latency_ms": record.latency_ms,
-        "ttfb_ms": record.ttfb_ms,
-        "key_fingerprint": record.key_fingerprint,
-        "error": record.error,
-        "client_disconnected": int(record.client_disconnected),
-        "session_id": record.session_id,
-        "episode_id": None,
-        "skillbook_version": record.skillbook_version,
-        "injected_skill_ids": jsonio.dumps(record.injected_skill_ids).decode(),
-        "skill_tokens": record.skill_tokens,
-    }
 
 
 def _response(record: TraceRecord) -> tuple[str | None, dict[str, Any] | None]:
