@@ -163,10 +163,9 @@ async def _forward(
         if watch.absorb():  # the provider went silent before anything was sent
             raise errors.upstream_timeout(upstream.read_timeout_s) from None
         raise
-    except aiohttp.ConnectionTimeoutError:  # before ClientError: aiohttp's timeouts are both
+    except TimeoutError:  # before ClientError: aiohttp's timeouts are both. The session's only
+        # timeout is the connect one; `proxy.stalls` enforces the read timeout (above).
         raise errors.upstream_connect_timeout(upstream.connect_timeout_s) from None
-    except TimeoutError:
-        raise errors.upstream_timeout(upstream.read_timeout_s) from None
     except aiohttp.ClientError as exc:
         raise errors.upstream_unreachable(f"{type(exc).__name__}: {exc}") from None
     finally:
