@@ -47,6 +47,11 @@ MIN_LITELLM_RATIO = 10.0
 MAX_ADDED_P50_VS_LITELLM = 0.1
 
 
+def target_pairs(repeat: int) -> int:
+    """Floor/skillproxy pairs in the throughput target's cells; a single-run smoke adds none."""
+    return repeat + TARGET_EXTRA_PAIRS if repeat > 1 else repeat
+
+
 @dataclass(frozen=True)
 class Target:
     name: str
@@ -155,9 +160,9 @@ def measure(
             for clients in levels:
                 cells = {t.name: Row(t.name, fmt, mode, clients) for t in fmt_targets}
                 rounds = [fmt_targets] * repeat
-                if fmt == "chat" and clients == max(levels) > LATENCY_CLIENTS and repeat > 1:
+                if fmt == "chat" and clients == max(levels) > LATENCY_CLIENTS:
                     pair = [t for t in fmt_targets if t.name in PAIRED]
-                    rounds += [pair] * TARGET_EXTRA_PAIRS
+                    rounds += [pair] * (target_pairs(repeat) - repeat)
                 for turn, round_targets in enumerate(rounds):
                     for target in counterbalanced(round_targets, turn):
                         cells[target.name].runs.append(

@@ -9,7 +9,14 @@ from dataclasses import dataclass, field
 from admin_api import SKILLBOOK
 from learner_probe import LearnerRow
 from memory import MemoryRun
-from overhead import TARGET_EXTRA_PAIRS, Row, comparisons, cpu_split_table, results_table
+from overhead import (
+    TARGET_EXTRA_PAIRS,
+    Row,
+    comparisons,
+    cpu_split_table,
+    results_table,
+    target_pairs,
+)
 from procs import ROOT
 from report import machine, spread, table, verdict
 from store_bench import BATCH_SIZE
@@ -93,7 +100,7 @@ def header(plan: Plan, out: Results) -> list[str]:
         f"- **Command**: {out.command}",
         f"- **Mode**: {mode}; {plan.repeat} run(s) per overhead figure ({plan.slow_repeat} for "
         "memory and store; floor and skillproxy on Chat Completions at the most clients "
-        f"{plan.repeat + TARGET_EXTRA_PAIRS if plan.repeat > 1 else plan.repeat}), "
+        f"{target_pairs(plan.repeat)}), "
         "shown as median (min..max); "
         f"each load run {plan.duration:g} s measured after {plan.warmup:g} s of warm-up",
         f"- **Commit**: {_commit()}",
