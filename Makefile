@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: setup
-	$(PY) -m proxy serve --config config.example.toml
+	$(PY) -m skillproxy serve --config config.example.toml
 
 # pytest exits 5 when a selection runs no test; that is a failure of the selection, say so.
 test: setup
@@ -22,7 +22,7 @@ test: setup
 	if [ $$rc -eq 5 ]; then echo "no tests were collected"; fi; exit $$rc
 
 lint: setup
-	$(VENV)/bin/ruff check proxy store learner tests bench
+	$(VENV)/bin/ruff check skillproxy core proxy learner store tests bench
 	$(VENV)/bin/mypy
 
 # The whole suite, set-up included (8-12 min; LiteLLM goes into bench/.venv-litellm once).

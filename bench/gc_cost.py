@@ -23,7 +23,7 @@ from overhead import loadgen
 from procs import fleet
 from servers import SKILLPROXY_CMD, start_skillproxy, start_upstream
 
-PROBE_CMD = SKILLPROXY_CMD.replace("-m proxy", "bench/gc_probe.py")
+PROBE_CMD = SKILLPROXY_CMD.replace("-m skillproxy", "bench/gc_probe.py")
 CLIENTS = 32
 SETTINGS = {"CPython defaults": "1", "skillproxy serve": "0"}
 

@@ -21,7 +21,8 @@ from typing import Any
 
 from aiohttp import web
 
-from proxy import cli, runtime
+from proxy import runtime
+from skillproxy import cli
 
 totals = {generation: {"collections": 0, "cpu_s": 0.0} for generation in range(3)}
 _started = threading.local()

@@ -27,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from proxy.config import SkillbookConfig  # noqa: E402
-from proxy.formats import CHAT  # noqa: E402
+from core.config import SkillbookConfig  # noqa: E402
+from core.formats import CHAT  # noqa: E402
 from proxy.injection import inject  # noqa: E402
 from proxy.skillbook_cache import SkillbookCache  # noqa: E402
 from proxy.tracing import TraceRecord  # noqa: E402

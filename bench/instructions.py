@@ -56,9 +56,9 @@ async def _drive(url: str, requests: int, fmt: str) -> None:
 
 
 async def _skillproxy(provider_port: int, port: int, db: str) -> web.AppRunner:
-    from proxy.app import create_app
-    from proxy.config import load_config
+    from core.config import load_config
     from proxy.runtime import tune_for_serving
+    from skillproxy.app import create_app
 
     overrides = {
         "store": {"path": db},

@@ -28,10 +28,10 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from core.config import load_config  # noqa: E402
+from core.tokens import count_tokens  # noqa: E402
 from learner.service import learn_once  # noqa: E402
-from proxy.config import load_config  # noqa: E402
 from proxy.skillbook_cache import prepare  # noqa: E402
-from proxy.tokens import count_tokens  # noqa: E402
 from store import skills  # noqa: E402
 from store.db import open_database  # noqa: E402
 from store.migrations import migrate  # noqa: E402

@@ -22,7 +22,7 @@ from overhead import loadgen
 from procs import ROOT, Fleet, Server, rss_bytes
 from servers import start_skillproxy
 
-from proxy.tokens import ENCODINGS
+from core.tokens import ENCODINGS
 
 CLIENTS = 32
 MB = 1024 * 1024
@@ -32,7 +32,7 @@ from pathlib import Path
 def rss():
     line = [x for x in Path("/proc/self/status").read_text().splitlines() if x[:6] == "VmRSS:"]
     return int(line[0].split()[1]) * 1024
-from proxy.tokens import get_encoding
+from core.tokens import get_encoding
 before = rss()
 get_encoding(sys.argv[1]).encode("warm")
 print((rss() - before) / 1048576)

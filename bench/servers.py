@@ -1,6 +1,6 @@
 """How each server under test is started: the fake provider, the floor, skillproxy.
 
-skillproxy runs exactly as an operator would run it (`python -m proxy serve`), with the admin
+skillproxy runs exactly as an operator would run it (`python -m skillproxy serve`), with the admin
 token `bench`; `--skillproxy-cmd` can put anything else in its place (an A/A check runs the
 floor there). With `profile_to`, it runs under cProfile, which writes its file at a graceful
 stop.
@@ -15,7 +15,7 @@ from pathlib import Path
 from procs import BENCH, Fleet, Server, free_port
 
 SKILLPROXY_CMD = (
-    "{python} -m proxy serve --host 127.0.0.1 --port {port} --db {db} --upstream {upstream}/v1"
+    "{python} -m skillproxy serve --host 127.0.0.1 --port {port} --db {db} --upstream {upstream}/v1"
     " --anthropic-upstream {upstream}"
 )
 SKILLPROXY_ENV = {"SKILLPROXY_ADMIN__TOKEN": "bench"}

@@ -17,7 +17,7 @@ from procs import Fleet, Server
 from servers import start_skillproxy
 from synthetic import batches, created_at
 
-from proxy.config import TracesConfig
+from core.config import TracesConfig
 from store.db import open_database
 from store.migrations import migrate
 from store.traces import count_traces, insert_traces

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from hashlib import blake2b
 from typing import Any
 
-from proxy.formats import Message
+from core.formats import Message
 
 _CLAUDE_SESSION = re.compile(r"session_([0-9A-Za-z-]+)")
 

@@ -49,8 +49,8 @@ from typing import Any
 
 import sqlite_utils
 
+from core.formats import FORMATS, Message, WireFormat
 from learner.conversation_keys import encode_message, json_object, prefix_hashes, session_key
-from proxy.formats import FORMATS, Message, WireFormat
 from store.errors import NotFound
 from store.traces import get_trace
 from store.transaction import write_transaction

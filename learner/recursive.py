@@ -15,6 +15,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from core.config import LearnerConfig
 from learner.episodes import EpisodeConversation
 from learner.reflection import (
     SCHEMA_TEXT,
@@ -25,7 +26,6 @@ from learner.reflection import (
 )
 from learner.reflector import Ask, ReflectionFailed, Spend, episode_prompt
 from learner.sandbox import Limits, Sandbox
-from proxy.config import LearnerConfig
 
 OVERVIEW_TOKENS = 2500
 OUTPUT_CHARS = 4000

@@ -20,14 +20,14 @@ from typing import Any
 
 import sqlite_utils
 
+from core.config import Config
+from core.tokens import count_tokens
 from learner import episodes as episode_store
 from learner.llm import Completion, LLMError, complete
 from learner.manager import apply_reflection
 from learner.recursive import recursive_reflect
 from learner.reflector import ReflectionFailed, Spend, describe, reflect
 from learner.sandbox import SandboxError
-from proxy.config import Config
-from proxy.tokens import count_tokens
 from store import learner_state, skillbooks, skills
 from store.transaction import write_transaction
 

@@ -12,10 +12,10 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+from core.config import Config
 from learner.llm import shared_clients
 from learner.runner import Ask, Progress, RunSummary, group_all, run_skillbook
 from learner.runner import skillbooks_with_ready_episodes as ready_counts
-from proxy.config import Config
 from store.db import open_database
 from store.migrations import migrate
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from proxy.formats.base import Message
-from proxy.tokens import count_tokens
+from core.formats.base import Message
+from core.tokens import count_tokens
 
 ENCODING = "cl100k_base"
 MESSAGE_CAPS = (4000, 1500, 600, 250)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from proxy.formats import CHAT, MESSAGES
+from core.formats import CHAT, MESSAGES
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from proxy.config import UpstreamConfig
+from core.config import UpstreamConfig
 from proxy.stalls import Watch
 from proxy.tracing import TraceRecord
 

@@ -15,7 +15,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from proxy import errors, jsonio
+from core import jsonio
+from proxy import errors
 from proxy.credentials import apply_upstream_key, client_key, fingerprint
 from proxy.forwarding import relay, upstream_headers
 from proxy.injection import inject, opted_out

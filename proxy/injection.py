@@ -19,8 +19,8 @@ from typing import Any
 
 from multidict import CIMultiDictProxy
 
-from proxy import jsonio
-from proxy.formats import WireFormat
+from core import jsonio
+from core.formats import WireFormat
 from proxy.render import Section
 from proxy.skillbook_cache import SkillbookCache
 from proxy.tracing import TraceRecord

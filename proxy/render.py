@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from proxy import jsonio
+from core import jsonio
+from core.tokens import count_tokens
 from proxy.ranking import RankedSkill
-from proxy.tokens import count_tokens
 
 HEADER = (
     "# Strategies learned from earlier conversations\n"

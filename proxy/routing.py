@@ -11,7 +11,7 @@ from functools import lru_cache
 
 from yarl import URL
 
-from proxy.formats import CHAT, MESSAGES, RESPONSES, WireFormat
+from core.formats import CHAT, MESSAGES, RESPONSES, WireFormat
 
 SKILLBOOK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SKILLBOOK_HEADER = "X-Skillbook"

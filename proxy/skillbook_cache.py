@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 
 import sqlite_utils
 
-from proxy.config import SkillbookConfig
+from core.config import SkillbookConfig
+from core.tokens import ENCODINGS, count_tokens, encoding_name_for_model
 from proxy.ranking import RankedSkill, RelevanceIndex, by_usefulness, words
 from proxy.render import EMPTY, HEADER, Section, fit, line_tokens
-from proxy.tokens import ENCODINGS, count_tokens, encoding_name_for_model
 from store import skillbooks, skills
 from store.worker import DatabaseWorker
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
-from proxy.config import Config
+from core.config import Config
 from proxy.skillbook_cache import SkillbookCache
 from proxy.stalls import StallWatch
 from proxy.trace_writer import TraceWriter

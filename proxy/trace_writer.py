@@ -16,7 +16,7 @@ import contextlib
 import logging
 from dataclasses import asdict, dataclass
 
-from proxy.config import TracesConfig
+from core.config import TracesConfig
 from proxy.trace_sink import SinkFailed, TraceSink
 from proxy.tracing import TraceRecord
 

@@ -17,9 +17,9 @@ import zlib
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from proxy import jsonio
-from proxy.formats import FORMATS
-from proxy.formats.base import Usage
+from core import jsonio
+from core.formats import FORMATS
+from core.formats.base import Usage
 
 MAX_TRACE_BODY_BYTES = 4 * 1024 * 1024
 """Bodies larger than this are not kept in full; the trace says how large they were."""

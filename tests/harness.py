@@ -14,8 +14,8 @@ import openai
 import pytest
 import sqlite_utils
 
-from proxy.app import create_app
-from proxy.config import Config, load_config
+from core.config import Config, load_config
+from skillproxy.app import create_app
 from store.db import open_database
 from store.traces import TRACE_COLUMNS, get_trace
 from tests.fakes.provider import FakeProvider

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from proxy.admin.routes import ROUTES
+from skillproxy.admin.routes import ROUTES
 from tests.harness import ADMIN_TOKEN, RunningProxy
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from proxy.cli import main
-from proxy.config import load_config
+from core.config import load_config
 from proxy.render import HEADER
+from skillproxy.cli import main
 from tests.harness import ADMIN_TOKEN, RunningProxy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -227,7 +227,7 @@ def test_the_entry_point_reads_url_and_token_from_the_environment(proxy: Running
 
     def skillproxy(*argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "proxy", *argv],
+            [sys.executable, "-m", "skillproxy", *argv],
             cwd=ROOT,
             env=environ,
             capture_output=True,

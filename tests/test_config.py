@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.config import Config, ConfigError, load_config
+from core.config import Config, ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config.example.toml"

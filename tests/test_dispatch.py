@@ -11,9 +11,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer, make_mocked_request
 
 from proxy import handlers
-from proxy.app import create_app
 from proxy.dispatch import proxied_match
 from proxy.state import STATE
+from skillproxy.app import create_app
 from store.db import open_database
 from store.traces import get_trace
 from tests.harness import proxy_config

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import sqlite_utils
 
+from core.formats import FORMATS
 from learner.episodes import (
     episode_conversation,
     episode_signal,
@@ -18,7 +19,6 @@ from learner.episodes import (
     group_new_traces,
     ready_episodes,
 )
-from proxy.formats import FORMATS
 from store.db import open_database
 from store.migrations import migrate
 from store.traces import insert_traces

@@ -2,7 +2,7 @@ import copy
 import json
 from typing import Any
 
-from proxy.formats import CHAT, FORMATS, Message, ToolCall, Usage
+from core.formats import CHAT, FORMATS, Message, ToolCall, Usage
 
 HEAD = (
     '{"id":"chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG","object":"chat.completion.chunk",'

@@ -2,7 +2,7 @@ import copy
 import json
 from typing import Any
 
-from proxy.formats import FORMATS, MESSAGES, Message, ToolCall, Usage
+from core.formats import FORMATS, MESSAGES, Message, ToolCall, Usage
 
 # As Anthropic streams it (extended thinking, then text, then a tool call), spaces and all.
 STREAM = b"".join(

@@ -2,7 +2,7 @@ import copy
 import json
 from typing import Any
 
-from proxy.formats import FORMATS, RESPONSES, Message, ToolCall, Usage
+from core.formats import FORMATS, RESPONSES, Message, ToolCall, Usage
 
 RESPONSE = {
     "id": "resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b",

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from core.config import Config
 from learner.service import learn_once
-from proxy.config import Config
 from tests.fakes import replies
 from tests.harness import ADMIN_TOKEN, RunningProxy
 

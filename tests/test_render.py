@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from core.tokens import count_tokens
 from proxy.ranking import RankedSkill, words
 from proxy.render import EMPTY, HEADER, fit, line_tokens, render
-from proxy.tokens import count_tokens
 
 
 def ranked(i: int, section: str, content: str) -> RankedSkill:

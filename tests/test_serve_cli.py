@@ -32,14 +32,14 @@ Serve = Callable[..., subprocess.Popen[str]]
 
 @pytest.fixture
 def serve() -> Iterator[Serve]:
-    """Start `python -m proxy serve ARGS`; each process is ended after the test, come what may."""
+    """Start `python -m skillproxy serve ARGS`; each process is ended after the test."""
     started: list[subprocess.Popen[str]] = []
 
     def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         environ = {k: v for k, v in os.environ.items() if not k.startswith("SKILLPROXY_")}
         environ.update(env or {})
         process = subprocess.Popen(
-            [sys.executable, "-m", "proxy", "serve", *args],
+            [sys.executable, "-m", "skillproxy", "serve", *args],
             cwd=ROOT,
             env=environ,
             stdout=subprocess.PIPE,

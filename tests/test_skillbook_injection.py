@@ -11,11 +11,11 @@ import httpx
 import openai
 import pytest
 
-from proxy import jsonio
-from proxy.formats import CHAT, MESSAGES, RESPONSES, WireFormat
+from core import jsonio
+from core.formats import CHAT, MESSAGES, RESPONSES, WireFormat
+from core.tokens import count_tokens
 from proxy.injection import PLACEHOLDER, with_section
 from proxy.render import HEADER, section
-from proxy.tokens import count_tokens
 from tests.harness import ADMIN_TOKEN, RunningProxy
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

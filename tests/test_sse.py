@@ -1,6 +1,6 @@
 import pytest
 
-from proxy.formats.sse import SSEDecoder, SSEEvent, iter_events, json_data
+from core.formats.sse import SSEDecoder, SSEEvent, iter_events, json_data
 
 # As Anthropic sends it: `event:` lines, CRLF-free, a multi-byte character inside a delta.
 ANTHROPIC = (

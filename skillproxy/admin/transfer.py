@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from proxy.admin.guard import AdminError, read_json
-from proxy.admin.skills import actor, skillbook_name, state_of
+from skillproxy.admin.guard import AdminError, read_json
+from skillproxy.admin.skills import actor, skillbook_name, state_of
 from store import transfer
 
 IMPORT_MODES = ("merge", "replace")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from proxy.admin.guard import AdminError
-from proxy.admin.skills import state_of
+from skillproxy.admin.guard import AdminError
+from skillproxy.admin.skills import state_of
 from store import traces
 
 MAX_PAGE = 500

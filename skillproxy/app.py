@@ -13,10 +13,9 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
+from core.config import Config
 from learner.service import scheduled
 from proxy import handlers
-from proxy.admin.routes import admin_app
-from proxy.config import Config
 from proxy.dispatch import skip_router
 from proxy.feedback import post_feedback
 from proxy.forwarding import create_session
@@ -25,6 +24,7 @@ from proxy.stalls import StallWatch
 from proxy.state import STATE, ProxyState
 from proxy.trace_sink import TraceSink
 from proxy.trace_writer import TraceWriter
+from skillproxy.admin.routes import admin_app
 from store.migrations import migrate
 from store.worker import DatabaseWorker
 

@@ -7,9 +7,9 @@ import sys
 import time
 from typing import Any
 
+from core.config import ConfigError, load_config
 from learner.sandbox import sandbox_support
 from learner.service import learn_once
-from proxy.config import ConfigError, load_config
 
 BAR_WIDTH = 30
 

@@ -7,8 +7,8 @@ import asyncio
 from aiohttp import web
 
 from learner.service import learn_once
-from proxy.admin.guard import AdminError
-from proxy.admin.skills import state_of
+from skillproxy.admin.guard import AdminError
+from skillproxy.admin.skills import state_of
 from store import learner_state
 
 

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from proxy.admin_client import AdminAPIError, AdminClient
+from skillproxy.admin_client import AdminAPIError, AdminClient
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 URL_VARIABLE = "SKILLPROXY_URL"

@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from proxy.formats.base import Message, ToolCall, Usage, as_list, int_or_none, text_of
-from proxy.formats.sse import iter_events, json_data
+from core.formats.base import Message, ToolCall, Usage, as_list, int_or_none, text_of
+from core.formats.sse import iter_events, json_data
 
 __all__ = ["CHAT", "ChatFormat", "openai_error_body"]
 

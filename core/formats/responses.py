@@ -13,9 +13,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from proxy.formats.base import Message, ToolCall, Usage, as_list, int_or_none, text_of
-from proxy.formats.chat import json_text, openai_error_body
-from proxy.formats.sse import iter_events, json_data
+from core.formats.base import Message, ToolCall, Usage, as_list, int_or_none, text_of
+from core.formats.chat import json_text, openai_error_body
+from core.formats.sse import iter_events, json_data
 
 __all__ = ["RESPONSES", "ResponsesFormat"]
 

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from core.config import Config, ConfigError, load_config
 from learner.sandbox import sandbox_support
-from proxy.admin_cli import add_admin_commands, run_admin_command
-from proxy.app import create_app
-from proxy.config import Config, ConfigError, load_config
-from proxy.learn_cli import add_learn_command, run_learn
 from proxy.runtime import tune_for_serving
+from skillproxy.admin_cli import add_admin_commands, run_admin_command
+from skillproxy.app import create_app
+from skillproxy.learn_cli import add_learn_command, run_learn
 
 log = logging.getLogger("skillproxy")
 

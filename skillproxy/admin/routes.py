@@ -9,8 +9,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from proxy.admin import learner, skills, traces, transfer
-from proxy.admin.guard import Handler, guarded
+from skillproxy.admin import learner, skills, traces, transfer
+from skillproxy.admin.guard import Handler, guarded
 
 ACTIONS = "approve|reject|archive|restore"
 

@@ -11,11 +11,11 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from proxy.admin.guard import AdminError, read_json
+from core.tokens import encoding_name_for_model
 from proxy.routing import SKILLBOOK_NAME
 from proxy.skillbook_cache import prepare
 from proxy.state import STATE, ProxyState
-from proxy.tokens import encoding_name_for_model
+from skillproxy.admin.guard import AdminError, read_json
 from store import skillbooks, skills
 
 ACTOR_HEADER = "X-Admin-Actor"

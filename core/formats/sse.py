@@ -14,7 +14,7 @@ import codecs
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from proxy import jsonio
+from core import jsonio
 
 __all__ = ["SSEDecoder", "SSEEvent", "iter_events", "json_data"]
 

@@ -1,0 +1,3 @@
+from skillproxy.cli import main
+
+raise SystemExit(main())
