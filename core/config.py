@@ -17,7 +17,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from store.url import StoreURL, StoreURLError, parse_store_url
 
 ENV_PREFIX = "SKILLPROXY_"
 CLIENT_VARIABLES = frozenset({"SKILLPROXY_URL"})
@@ -49,7 +51,32 @@ class UpstreamConfig(_Section):
 
 
 class StoreConfig(_Section):
-    path: str = "skillproxy.db"
+    url: str = "sqlite:///skillproxy.db"
+    """`sqlite:///path` or a bare file path; `path` is the older name of the same setting."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _path_is_url(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "path" in data:
+            data = dict(data)
+            path = data.pop("path")
+            if "url" in data:
+                raise ValueError("give store.url or store.path (its older name), not both")
+            data["url"] = path
+        return data
+
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        try:
+            parse_store_url(value)
+        except StoreURLError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @property
+    def location(self) -> StoreURL:
+        return parse_store_url(self.url)
 
 
 class TracesConfig(_Section):

@@ -33,27 +33,23 @@ conversation has nowhere else to go, and `reflected_at` tells which traces are n
 Grouping reads traces in (created_at, id) order behind a cursor. A trace is written when its
 response ends but ordered by when its request began, so the cursor stays `settle_s` behind the
 clock: a request that runs longer than that lands behind the cursor and is never grouped. Bodies
-are parsed before the write lock is taken; the writes (episodes, trace links, heads, cursor) are
-one transaction, which first checks that no other process moved the cursor meanwhile.
+are parsed before anything is written; the store then writes the batch (episodes, trace links,
+heads, cursor) as one unit, which it refuses if another process moved the cursor meanwhile.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Any
 
-import sqlite_utils
-
 from core.formats import FORMATS, Message, WireFormat
 from learner.conversation_keys import encode_message, json_object, prefix_hashes, session_key
-from store.errors import NotFound
-from store.traces import get_trace
-from store.transaction import write_transaction
+from store.feedback_labels import NEGATIVE_LABELS
+from store.interfaces import Store
+from store.records import Episode, EpisodeChange, Feedback, GroupingPlan, GroupingTrace, Trace
 
 __all__ = [
     "DEFAULT_SETTLE_S",
@@ -61,47 +57,14 @@ __all__ = [
     "EpisodeConversation",
     "GroupingResult",
     "episode_conversation",
-    "episode_signal",
-    "episode_traces",
     "group_new_traces",
-    "ready_episodes",
     "session_key",
 ]
 
 DEFAULT_SETTLE_S = 600.0
 """How far the cursor stays behind the clock; longer than any single request should run."""
 
-NEGATIVE_LABELS = frozenset(
-    {
-        "bad", "negative", "thumbs_down", "thumbsdown", "down", "dislike", "wrong",
-        "incorrect", "fail", "failed", "failure", "unhelpful", "not_helpful", "harmful",
-        "poor", "rejected",
-    }
-)  # fmt: skip
-"""Feedback labels that mark an episode, compared lower-cased with '-' and ' ' read as '_'."""
-
-_PARAMS = 500  # values per `IN (...)`, well under SQLite's variable limit
 _RESPONSE_KEY = "resp:"  # heads named by a Responses id; content hashes are bare hex
-_NEGATIVE = (
-    "(f.score < 0.5 OR lower(replace(replace(trim(f.label), '-', '_'), ' ', '_')) IN ("
-    + ", ".join(f"'{label}'" for label in sorted(NEGATIVE_LABELS))
-    + "))"
-)
-_SIGNAL = f"""(e.signal = 1
-    OR EXISTS (SELECT 1 FROM traces t JOIN feedback f ON f.trace_id = t.id
-               WHERE t.episode_id = e.id AND {_NEGATIVE})
-    OR (e.session_key IS NOT NULL AND EXISTS (SELECT 1 FROM feedback f
-        WHERE f.skillbook = e.skillbook AND f.session_id = e.session_key AND {_NEGATIVE})))"""
-_EPISODE_COLUMNS = (
-    "id", "skillbook", "session_key", "first_at", "last_at", "trace_count", "status",
-    "reflected_at", "error",
-)  # fmt: skip
-_BATCH = """SELECT id, created_at, skillbook, format, status, error, client_disconnected,
-    session_id, request_json, response_json FROM traces
-    WHERE created_at >= ? AND created_at < ? AND (created_at > ? OR id > ?)
-    ORDER BY created_at, id LIMIT ?"""  # shaped so the created_at index serves the order
-
-Cursor = tuple[float, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,12 +85,12 @@ class EpisodeConversation:
     whichever call came last. `threads` has every conversation no later trace extended.
     """
 
-    episode: dict[str, Any]
+    episode: Episode
     messages: list[Message]
     threads: list[list[Message]]
     trace_ids: list[str]
     skill_ids: list[str]
-    feedback: list[dict[str, Any]]
+    feedback: list[Feedback]
     signal: bool
 
 
@@ -143,27 +106,8 @@ class _Trace:
     heads: list[str]  # head keys this trace leaves for the turns after it
 
 
-@dataclass(slots=True)
-class _Episode:
-    id: str
-    skillbook: str
-    session: str | None
-    new: bool
-    first_at: float | None = None
-    last_at: float | None = None
-    count: int = 0
-    signal: bool = False
-
-
-@dataclass(slots=True)
-class _Plan:
-    episodes: dict[str, _Episode] = field(default_factory=dict)
-    links: list[tuple[str, str]] = field(default_factory=list)  # (episode id, trace id)
-    heads: list[tuple[str, str, str]] = field(default_factory=list)  # (skillbook, key, episode)
-
-
 def group_new_traces(
-    db: sqlite_utils.Database,
+    store: Store,
     *,
     limit: int = 5000,
     settle_s: float = DEFAULT_SETTLE_S,
@@ -172,107 +116,52 @@ def group_new_traces(
     """Group up to `limit` traces past the cursor; call again while `traces_seen == limit`."""
     horizon = (time.time() if now is None else now) - settle_s
     while True:
-        cursor = _cursor(db)
-        start = cursor or (float("-inf"), "")
-        rows = db.conn.execute(_BATCH, (start[0], horizon, start[0], start[1], limit)).fetchall()
+        cursor = store.episodes.cursor()
+        rows = store.episodes.traces_after(cursor, horizon=horizon, limit=limit)
         canonical: dict[str, str] = {}
         traces = [t for row in rows if (t := _read(row, canonical)) is not None]
-        plan = _plan(db, traces)
-        ends = [start, (rows[-1][1], rows[-1][0])] if rows else [start]
+        plan = _plan(store, traces)
+        start = cursor or (float("-inf"), "")
+        ends = [start, (rows[-1].created_at, rows[-1].id)] if rows else [start]
         if len(rows) < limit:
             ends.append((horizon, ""))  # everything created before the horizon is seen
-        with write_transaction(db):
-            if _cursor(db) != cursor:
-                continue  # another grouper committed first; read again from its cursor
-            _apply(db, plan, max(ends))
+        if not store.episodes.commit_grouping(plan, read_at=cursor, to=max(ends)):
+            continue  # another grouper committed first; read again from its cursor
         grouped = len(plan.links)
         new = sum(e.new for e in plan.episodes.values())
         return GroupingResult(len(rows), grouped, new, len(rows) - grouped)
 
 
-def ready_episodes(
-    db: sqlite_utils.Database,
-    skillbook: str,
-    *,
-    idle_s: float,
-    now: float | None = None,
-    limit: int = 100,
-) -> list[dict[str, Any]]:
-    """Open episodes idle for `idle_s`, oldest first, with their live `signal`.
-
-    Idle is counted up to the grouping cursor, not the clock, so an episode whose next turn
-    has not been grouped yet (see `settle_s`) never looks finished.
-    """
-    cursor = _cursor(db)
-    if cursor is None:
-        return []
-    before = min(time.time() if now is None else now, cursor[0]) - idle_s
-    columns = ", ".join(f"e.{c}" for c in _EPISODE_COLUMNS)
-    rows = db.conn.execute(
-        f"SELECT {columns}, {_SIGNAL} FROM episodes e WHERE e.skillbook = ? "
-        "AND e.status = 'open' AND e.last_at < ? ORDER BY e.last_at LIMIT ?",
-        (skillbook, before, limit),
-    ).fetchall()
-    return [_episode_dict(row) for row in rows]
-
-
-def episode_signal(db: sqlite_utils.Database, episode_id: str) -> bool:
-    """True when something went wrong: an error, a hang-up or negative feedback, even late."""
-    row = db.conn.execute(f"SELECT {_SIGNAL} FROM episodes e WHERE e.id = ?", (episode_id,))
-    found = row.fetchone()
-    if found is None:
-        raise NotFound(f"no episode {episode_id!r}")
-    return bool(found[0])
-
-
-def episode_traces(db: sqlite_utils.Database, episode_id: str) -> list[dict[str, Any]]:
-    """Full trace rows (the `get_trace` shape), oldest first."""
-    ids = db.conn.execute(
-        "SELECT id FROM traces WHERE episode_id = ? ORDER BY created_at, id", (episode_id,)
-    ).fetchall()
-    return [trace for (trace_id,) in ids if (trace := get_trace(db, trace_id)) is not None]
-
-
-def episode_conversation(db: sqlite_utils.Database, episode_id: str) -> EpisodeConversation:
-    columns = ", ".join(f"e.{c}" for c in _EPISODE_COLUMNS)
-    row = db.conn.execute(
-        f"SELECT {columns}, {_SIGNAL} FROM episodes e WHERE e.id = ?", (episode_id,)
-    ).fetchone()
-    if row is None:
-        raise NotFound(f"no episode {episode_id!r}")
-    episode = _episode_dict(row)
-    traces = episode_traces(db, episode_id)
+def episode_conversation(store: Store, episode_id: str) -> EpisodeConversation:
+    episode = store.episodes.get(episode_id)
+    traces = store.episodes.traces(episode_id)
     skill_ids: dict[str, None] = {}
     by_response: dict[str, list[Message]] = {}
     conversations: list[list[Message]] = []
     for trace in traces:
-        injected = trace.get("injected_skill_ids")
+        injected = trace.injected_skill_ids
         if isinstance(injected, list):
             skill_ids.update((str(s), None) for s in injected)
         messages = _trace_conversation(trace, by_response)
         if messages:
             conversations.append(messages)
     threads = _threads(conversations)
-    feedback = db.conn.execute(
-        "SELECT * FROM feedback WHERE trace_id IN (SELECT id FROM traces WHERE episode_id = ?) "
-        "OR (skillbook = ? AND session_id = ?) ORDER BY created_at, seq",
-        (episode_id, episode["skillbook"], episode["session_key"]),
-    )
-    names = [d[0] for d in feedback.description]
     return EpisodeConversation(
         episode=episode,
         messages=max(reversed(threads), key=len, default=[]),
         threads=threads,
-        trace_ids=[t["id"] for t in traces],
+        trace_ids=[t.id for t in traces],
         skill_ids=list(skill_ids),
-        feedback=[dict(zip(names, r, strict=True)) for r in feedback.fetchall()],
-        signal=episode["signal"],
+        feedback=store.episodes.feedback(episode_id),
+        signal=episode.signal,
     )
 
 
-def _read(row: tuple[Any, ...], canonical: dict[str, str]) -> _Trace | None:
+def _read(row: GroupingTrace, canonical: dict[str, str]) -> _Trace | None:
     """A trace's keys from its bodies (parsed once), or None when it cannot be grouped."""
-    trace_id, created_at, skillbook, fmt, status, error, hung_up, column, req, resp = row
+    trace_id, created_at, skillbook, fmt = row.id, row.created_at, row.skillbook, row.format
+    status, error, hung_up, column = row.status, row.error, row.client_disconnected, row.session_id
+    req, resp = row.request_json, row.response_json
     wire = FORMATS.get(fmt) if fmt else None
     request = json_object(req)
     if wire is None or request is None:
@@ -329,12 +218,14 @@ def _normalise(
     return wire.conversation(request, None), full, False
 
 
-def _plan(db: sqlite_utils.Database, traces: list[_Trace]) -> _Plan:
+def _plan(store: Store, traces: list[_Trace]) -> GroupingPlan:
     """Decide every trace's episode in order, with a few batched reads and no writes."""
-    heads = _known_heads(db, traces)
-    sessions = _known_sessions(db, traces)
-    flagged, flagged_sessions = _negative_feedback(db, traces)
-    plan = _Plan()
+    heads = _known_heads(store, traces)
+    sessions = _known_sessions(store, traces)
+    flagged, flagged_sessions = store.episodes.negatively_rated(
+        [t.id for t in traces], {t.session for t in traces if t.session is not None}
+    )
+    plan = GroupingPlan()
     for trace in traces:
         book = trace.skillbook
         if trace.session is not None:
@@ -345,12 +236,12 @@ def _plan(db: sqlite_utils.Database, traces: list[_Trace]) -> _Plan:
             continue
         if episode_id is None:
             episode_id = f"ep_{int(trace.created_at * 1000):012x}{os.urandom(6).hex()}"
-            plan.episodes[episode_id] = _Episode(episode_id, book, trace.session, new=True)
+            plan.episodes[episode_id] = EpisodeChange(episode_id, book, trace.session, new=True)
             if trace.session is not None:
                 sessions[(book, trace.session)] = episode_id
         episode = plan.episodes.get(episode_id)
         if episode is None:
-            episode = plan.episodes[episode_id] = _Episode(episode_id, book, None, new=False)
+            episode = plan.episodes[episode_id] = EpisodeChange(episode_id, book, None, new=False)
         if trace.trouble or trace.id in flagged or (book, trace.session) in flagged_sessions:
             episode.signal = True
         if not trace.ok:
@@ -366,7 +257,7 @@ def _plan(db: sqlite_utils.Database, traces: list[_Trace]) -> _Plan:
     return plan
 
 
-def _known_heads(db: sqlite_utils.Database, traces: list[_Trace]) -> dict[tuple[str, str], str]:
+def _known_heads(store: Store, traces: list[_Trace]) -> dict[tuple[str, str], str]:
     """Stored heads for the keys the batch may need: a trace's keys are read from the store
     only up to the first one an earlier trace of this batch will have left."""
     left: dict[tuple[str, str], int] = {}
@@ -374,103 +265,36 @@ def _known_heads(db: sqlite_utils.Database, traces: list[_Trace]) -> dict[tuple[
         if trace.ok:
             for key in trace.heads:
                 left.setdefault((trace.skillbook, key), position)
-    wanted: dict[str, set[str]] = defaultdict(set)
+    wanted: dict[str, set[str]] = {}
     for position, trace in enumerate(traces):
         if trace.session is not None:
             continue
         for key in trace.lookups:
             if left.get((trace.skillbook, key), position) < position:
                 break
-            wanted[trace.skillbook].add(key)
+            wanted.setdefault(trace.skillbook, set()).add(key)
     found: dict[tuple[str, str], str] = {}
     for book, keys in wanted.items():
-        sql = "SELECT hash, episode_id FROM conversation_heads WHERE skillbook = ? AND hash IN"
-        found.update(((book, key), ep) for key, ep in _select_in(db, sql, keys, book))
+        found.update(((book, k), ep) for k, ep in store.episodes.heads(book, keys).items())
     return found
 
 
-def _known_sessions(db: sqlite_utils.Database, traces: list[_Trace]) -> dict[tuple[str, str], str]:
-    wanted: dict[str, set[str]] = defaultdict(set)
+def _known_sessions(store: Store, traces: list[_Trace]) -> dict[tuple[str, str], str]:
+    wanted: dict[str, set[str]] = {}
     for trace in traces:
         if trace.session is not None:
-            wanted[trace.skillbook].add(trace.session)
+            wanted.setdefault(trace.skillbook, set()).add(trace.session)
     found: dict[tuple[str, str], str] = {}
     for book, keys in wanted.items():
-        sql = "SELECT session_key, id FROM episodes WHERE skillbook = ? AND session_key IN"
-        found.update(((book, key), ep) for key, ep in _select_in(db, sql, keys, book))
+        found.update(((book, k), ep) for k, ep in store.episodes.sessions(book, keys).items())
     return found
 
 
-def _negative_feedback(
-    db: sqlite_utils.Database, traces: list[_Trace]
-) -> tuple[set[str], set[tuple[str, str]]]:
-    """Trace ids and (skillbook, session) pairs of the batch that already have bad feedback."""
-    sql = f"SELECT f.trace_id FROM feedback f WHERE {_NEGATIVE} AND f.trace_id IN"
-    ids = {trace_id for (trace_id,) in _select_in(db, sql, [t.id for t in traces])}
-    sql = f"SELECT f.skillbook, f.session_id FROM feedback f WHERE {_NEGATIVE} AND f.session_id IN"
-    keys = {t.session for t in traces if t.session is not None}
-    return ids, {(book, key) for book, key in _select_in(db, sql, keys)}
-
-
-def _select_in(
-    db: sqlite_utils.Database, sql: str, keys: Iterable[str], *first: Any
-) -> Iterator[tuple[Any, ...]]:
-    """Rows of `sql`, which ends in `IN`, for all `keys`, a bounded number at a time."""
-    keys = list(keys)
-    for start in range(0, len(keys), _PARAMS):
-        chunk = keys[start : start + _PARAMS]
-        yield from db.conn.execute(f"{sql} ({', '.join('?' * len(chunk))})", (*first, *chunk))
-
-
-def _apply(db: sqlite_utils.Database, plan: _Plan, cursor: Cursor) -> None:
-    """The batch's writes; the caller holds the transaction. Episodes first: heads refer to them."""
-    episodes = plan.episodes.values()
-    db.conn.executemany(
-        "INSERT INTO episodes (id, skillbook, session_key, first_at, last_at, trace_count, "
-        "signal) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [
-            (e.id, e.skillbook, e.session, e.first_at, e.last_at, e.count, int(e.signal))
-            for e in episodes
-            if e.new
-        ],
-    )
-    db.conn.executemany(
-        "UPDATE episodes SET first_at = min(first_at, coalesce(?, first_at)), "
-        "last_at = max(last_at, coalesce(?, last_at)), trace_count = trace_count + ?, "
-        "signal = max(signal, ?), status = CASE WHEN ? > 0 THEN 'open' ELSE status END "
-        "WHERE id = ?",
-        [
-            (e.first_at, e.last_at, e.count, int(e.signal), e.count, e.id)
-            for e in episodes
-            if not e.new
-        ],
-    )
-    db.conn.executemany("UPDATE traces SET episode_id = ? WHERE id = ?", plan.links)
-    db.conn.executemany(
-        "INSERT OR REPLACE INTO conversation_heads (skillbook, hash, episode_id) VALUES (?, ?, ?)",
-        plan.heads,
-    )
-    db.conn.execute(
-        "INSERT INTO grouping_cursor (id, created_at, trace_id) VALUES (1, ?, ?) "
-        "ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at, "
-        "trace_id = excluded.trace_id",
-        cursor,
-    )
-
-
-def _cursor(db: sqlite_utils.Database) -> Cursor | None:
-    row = db.conn.execute("SELECT created_at, trace_id FROM grouping_cursor WHERE id = 1")
-    found = row.fetchone()
-    return (found[0], found[1]) if found else None
-
-
-def _trace_conversation(
-    trace: dict[str, Any], by_response: dict[str, list[Message]]
-) -> list[Message]:
+def _trace_conversation(trace: Trace, by_response: dict[str, list[Message]]) -> list[Message]:
     """A trace's full conversation, with earlier turns put back when it named a previous
     Responses id (the request then holds only the new items)."""
-    wire = FORMATS.get(trace.get("format") or "")
-    request, response = trace.get("request_json"), trace.get("response_json")
+    wire = FORMATS.get(trace.format or "")
+    request, response = trace.request_json, trace.response_json
     if wire is None or not isinstance(request, dict):
         return []
     messages = wire.conversation(request, response if isinstance(response, dict) else None)
@@ -496,9 +320,3 @@ def _threads(conversations: list[list[Message]]) -> list[list[Message]]:
         kept.append(messages)
     kept.reverse()
     return kept
-
-
-def _episode_dict(row: Sequence[Any]) -> dict[str, Any]:
-    episode = dict(zip(_EPISODE_COLUMNS, row[:-1], strict=True))
-    episode["signal"] = bool(row[-1])
-    return episode

@@ -73,8 +73,8 @@ def episode_prompt(
     if episode.feedback:
         lines.append("Feedback from the client:")
         for item in episode.feedback:
-            verdict = item.get("label") or f"score {item.get('score')}"
-            comment = f": {item['comment']}" if item.get("comment") else ""
+            verdict = item.label or f"score {item.score}"
+            comment = f": {item.comment}" if item.comment else ""
             lines.append(f"- {verdict}{comment}")
     if episode.signal:
         lines.append(

@@ -1,10 +1,10 @@
 """One learner run over one skillbook: group, pick ready episodes, reflect, apply, account.
 
 Each episode's outcome (skill changes, its new status, the reflection, the tokens and cost it
-took) commits in one transaction, so a crash repeats at most the reflection in flight and never
-applies anything twice. A lease keeps a second learner (another process, another machine on
-the same database) off a skillbook while this one works. Caps on tokens per run and per UTC day
-stop a run early; they are checked before each episode.
+took) goes to the store as one unit of work, so a crash repeats at most the reflection in
+flight and never applies anything twice. A lease keeps a second learner (another process,
+another machine on the same database) off a skillbook while this one works. Caps on tokens
+per run and per UTC day stop a run early; they are checked before each episode.
 """
 
 from __future__ import annotations
@@ -18,18 +18,16 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import sqlite_utils
-
 from core.config import Config
 from core.tokens import count_tokens
-from learner import episodes as episode_store
+from learner.episodes import EpisodeConversation, episode_conversation, group_new_traces
 from learner.llm import Completion, LLMError, complete
-from learner.manager import apply_reflection
+from learner.manager import ACTOR, plan_reflection
 from learner.recursive import recursive_reflect
 from learner.reflector import ReflectionFailed, Spend, describe, reflect
 from learner.sandbox import SandboxError
-from store import learner_state, skillbooks, skills
-from store.transaction import write_transaction
+from store.interfaces import Store
+from store.records import Episode, ReflectedEpisode, RunCounts
 
 Ask = Callable[[list[dict[str, Any]]], Completion]
 Progress = Callable[[int, int, str], None]
@@ -63,18 +61,18 @@ def owner_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def group_all(db: sqlite_utils.Database, config: Config, now: float | None = None) -> int:
+def group_all(store: Store, config: Config, now: float | None = None) -> int:
     """Catch the episode grouping up with every settled trace; returns traces seen."""
     seen = 0
     while True:
-        result = episode_store.group_new_traces(db, settle_s=config.learner.settle_s, now=now)
+        result = group_new_traces(store, settle_s=config.learner.settle_s, now=now)
         seen += result.traces_seen
         if result.traces_seen == 0:
             return seen
 
 
 def run_skillbook(
-    db: sqlite_utils.Database,
+    store: Store,
     config: Config,
     skillbook: str,
     *,
@@ -87,69 +85,60 @@ def run_skillbook(
     ask = ask or (lambda messages: complete(settings, messages))
     owner = owner or owner_name()
     summary = RunSummary(skillbook)
-    if not learner_state.acquire_lease(db, skillbook, owner, settings.lease_s):
+    if not store.learner.acquire_lease(skillbook, owner, settings.lease_s):
         summary.stopped = "another learner holds this skillbook's lease"
         return summary
     try:
-        ready = episode_store.ready_episodes(
-            db,
-            skillbook,
-            idle_s=settings.episode_idle_s,
-            now=now,
-            limit=settings.max_episodes_per_run,
+        ready = store.episodes.ready(
+            skillbook, idle_s=settings.episode_idle_s, now=now, limit=settings.max_episodes_per_run
         )
         if not ready:
             summary.stopped = "no finished episodes"
             return summary
-        summary.run = learner_state.start_run(db, skillbook)
+        summary.run = store.learner.start_run(skillbook)
         status = "done"
         try:
-            _reflect_all(db, config, skillbook, ready, ask, summary, progress)
+            _reflect_all(store, config, skillbook, ready, ask, summary, progress)
         except BaseException as exc:
             status, summary.stopped = "crashed", f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            learner_state.finish_run(db, summary.run, status, summary.stopped)
+            store.learner.finish_run(summary.run, status, summary.stopped)
     finally:
-        learner_state.release_lease(db, skillbook, owner)
+        store.learner.release_lease(skillbook, owner)
     return summary
 
 
 def _reflect_all(
-    db: sqlite_utils.Database,
+    store: Store,
     config: Config,
     skillbook: str,
-    ready: list[dict[str, Any]],
+    ready: list[Episode],
     ask: Ask,
     summary: RunSummary,
     progress: Progress | None,
 ) -> None:
     settings = config.learner
-    book = skillbooks.get(db, skillbook)
-    auto = book["settings"]["auto_approve"]
+    auto = store.skillbooks.get(skillbook).settings.auto_approve
     auto_approve = config.skillbook.auto_approve if auto is None else bool(auto)
     run = summary.run
     assert run is not None
     for index, row in enumerate(ready):
         if progress:
-            progress(index, len(ready), row["id"])
-        stop = _cap_reached(db, config, summary)
+            progress(index, len(ready), row.id)
+        stop = _cap_reached(store, config, summary)
         if stop:
             summary.stopped = stop
             break
         summary.episodes += 1
-        if (
-            settings.signal_only
-            and not row["signal"]
-            and not _sampled(row["id"], settings.sample_rest)
-        ):
-            with write_transaction(db):
-                learner_state.set_episode_status(db, row["id"], "skipped", "no signal, not sampled")
-                learner_state.add_to_run(db, run, episodes=1)
+        if settings.signal_only and not row.signal and not _sampled(row.id, settings.sample_rest):
+            reason = "no signal, not sampled"
+            store.learner.close_episode(row.id, run, "skipped", reason, RunCounts(episodes=1))
             summary.skipped += 1
             continue
-        episode = episode_store.episode_conversation(db, row["id"])
-        texts = {s["id"]: s["content"] for s in skills.list_skills(db, skillbook)}
+        episode = episode_conversation(store, row.id)
+        known = store.skills.find(skillbook)
+        texts = {s.id: s.content for s in known}
         in_effect = {sid: texts[sid] for sid in episode.skill_ids if sid in texts}
         spend = Spend()
         try:
@@ -158,75 +147,70 @@ def _reflect_all(
             else:
                 reflection = reflect(ask, episode, in_effect, settings.max_context_tokens, spend)
         except (ReflectionFailed, LLMError, SandboxError) as exc:
-            with write_transaction(db):
-                learner_state.set_episode_status(db, row["id"], "failed", str(exc)[:500])
-                _account(db, run, spend, summary, episodes=1, failures=1)
+            counts = _spent(spend, summary, episodes=1, failures=1)
+            store.learner.close_episode(row.id, run, "failed", str(exc)[:500], counts)
             summary.failures += 1
             continue
-        with write_transaction(db):
-            outcome = apply_reflection(
-                db,
-                skillbook,
-                reflection,
-                episode,
-                auto_approve=auto_approve,
-                threshold=settings.similarity_threshold,
-                at=time.time(),
+        plan = plan_reflection(
+            reflection,
+            episode,
+            known,
+            auto_approve=auto_approve,
+            threshold=settings.similarity_threshold,
+        )
+        counts = _spent(
+            spend,
+            summary,
+            episodes=1,
+            reflections=1,
+            proposals=plan.proposals,
+            merged=plan.merged,
+            tags=plan.tags,
+        )
+        store.learner.commit_reflection(
+            ReflectedEpisode(
+                row.id, skillbook, run, ACTOR, plan.operations, describe(reflection), counts
             )
-            learner_state.save_reflection(db, row["id"], run, describe(reflection))
-            learner_state.set_episode_status(db, row["id"], "reflected")
-            _account(
-                db,
-                run,
-                spend,
-                summary,
-                episodes=1,
-                reflections=1,
-                proposals=outcome.proposals,
-                merged=outcome.merged,
-                tags=outcome.tags,
-            )
+        )
         summary.reflections += 1
-        summary.proposals += outcome.proposals
-        summary.merged += outcome.merged
-        summary.tags += outcome.tags
-        summary.refused += outcome.refused
+        summary.proposals += plan.proposals
+        summary.merged += plan.merged
+        summary.tags += plan.tags
+        summary.refused += plan.refused
     if progress:
         progress(len(ready), len(ready), "")
 
 
-def _account(
-    db: sqlite_utils.Database, run: int, spend: Spend, summary: RunSummary, **counts: int
-) -> None:
-    learner_state.add_to_run(
-        db,
-        run,
-        cost_usd=spend.cost_usd,
-        llm_calls=spend.calls,
-        input_tokens=spend.input_tokens,
-        output_tokens=spend.output_tokens,
-        **counts,
-    )
+def _spent(spend: Spend, summary: RunSummary, **counts: int) -> RunCounts:
+    """The run counters one episode adds, its LLM spend included; the spend is counted into
+    `summary` here (the caller counts the rest once the store has them)."""
     summary.llm_calls += spend.calls
     summary.input_tokens += spend.input_tokens
     summary.output_tokens += spend.output_tokens
     summary.cost_usd += spend.cost_usd
+    return RunCounts(
+        llm_calls=spend.calls,
+        input_tokens=spend.input_tokens,
+        output_tokens=spend.output_tokens,
+        cost_usd=spend.cost_usd,
+        **counts,
+    )
 
 
-def _cap_reached(db: sqlite_utils.Database, config: Config, summary: RunSummary) -> str | None:
+def _cap_reached(store: Store, config: Config, summary: RunSummary) -> str | None:
     settings = config.learner
     spent = summary.input_tokens + summary.output_tokens
     if settings.run_token_cap and spent >= settings.run_token_cap:
         return f"run token cap reached ({spent} >= {settings.run_token_cap})"
     if settings.daily_token_cap:
         midnight = time.time() - time.time() % 86400
-        today = learner_state.tokens_since(db, midnight)
+        today = store.learner.tokens_since(midnight)
         if today >= settings.daily_token_cap:
             return f"daily token cap reached ({today} >= {settings.daily_token_cap})"
     return None
 
 
-def _long(episode: episode_store.EpisodeConversation, threshold: int) -> bool:
+def _long(episode: EpisodeConversation, threshold: int) -> bool:
     text = "\n".join(message.content for message in episode.messages)
     # a token is at least one character: short texts need no tokenizer
     return len(text) > threshold and count_tokens(text, "cl100k_base") > threshold
@@ -239,17 +223,14 @@ def _sampled(episode_id: str, rate: float) -> bool:
 
 
 def skillbooks_with_ready_episodes(
-    db: sqlite_utils.Database, config: Config, now: float | None = None
+    store: Store, config: Config, now: float | None = None
 ) -> dict[str, int]:
+    settings = config.learner
     counts: dict[str, int] = {}
-    for book in skillbooks.list_all(db):
-        ready = episode_store.ready_episodes(
-            db,
-            book["name"],
-            idle_s=config.learner.episode_idle_s,
-            now=now,
-            limit=config.learner.max_episodes_per_run,
+    for book in store.skillbooks.list_all():
+        ready = store.episodes.ready(
+            book.name, idle_s=settings.episode_idle_s, now=now, limit=settings.max_episodes_per_run
         )
         if ready:
-            counts[book["name"]] = len(ready)
+            counts[book.name] = len(ready)
     return counts

@@ -16,8 +16,7 @@ from core.config import Config
 from learner.llm import shared_clients
 from learner.runner import Ask, Progress, RunSummary, group_all, run_skillbook
 from learner.runner import skillbooks_with_ready_episodes as ready_counts
-from store.db import open_database
-from store.migrations import migrate
+from store import open_store
 
 log = logging.getLogger("skillproxy.learner")
 
@@ -33,19 +32,19 @@ def learn_once(
 ) -> list[RunSummary]:
     """Group new traces, then run every skillbook with at least `min_episodes` ready."""
     with shared_clients() if ask is None else contextlib.nullcontext():
-        db = open_database(config.store.path)
+        store = open_store(config.store.url)
         try:
-            migrate(db)
-            group_all(db, config, now=now)
-            counts = ready_counts(db, config, now=now)
+            store.migrate()
+            group_all(store, config, now=now)
+            counts = ready_counts(store, config, now=now)
             ready = [n for n, c in counts.items() if c >= min_episodes]
             names = [skillbook] if skillbook else ready
             return [
-                run_skillbook(db, config, name, ask=ask, progress=progress, now=now)
+                run_skillbook(store, config, name, ask=ask, progress=progress, now=now)
                 for name in names
             ]
         finally:
-            db.conn.close()
+            store.close()
 
 
 @contextlib.asynccontextmanager

@@ -13,7 +13,7 @@ import math
 import re
 from collections import Counter
 
-from store.skills import MAX_CONTENT_CHARS, check_content
+from store.rules import MAX_CONTENT_CHARS, check_content
 
 TRIGGERS = ("when", "if", "before", "after", "whenever", "once", "while", "for", "on", "unless")
 FORBIDDEN = re.compile(

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from proxy import errors
 from proxy.handlers import skillbook_for
 from proxy.state import STATE
-from store import learner_state
+from store.records import NewFeedback
 
 
 class Feedback(BaseModel):
@@ -44,25 +44,21 @@ async def post_feedback(request: web.Request) -> web.Response:
         body = _parse(await request.read())
     except errors.ProxyError as exc:
         return errors.error_response(exc, anthropic=False)
+    trace_id, session_id = body.trace_id or "", body.session_id or ""
     if (
         body.trace_id is not None
         and not state.traces.is_pending(body.trace_id)
-        and not await state.db.run(learner_state.trace_exists, body.trace_id)
+        and not await state.store.run(lambda store: store.traces.exists(trace_id))
     ):
         return _not_found(f"no trace with id {body.trace_id!r}")
-    if body.session_id is not None and not await state.db.run(
-        learner_state.session_exists, body.session_id
+    if body.session_id is not None and not await state.store.run(
+        lambda store: store.traces.session_exists(session_id)
     ):
         return _not_found(f"no traces for session {body.session_id!r}")
-    seq = await state.db.run(
-        learner_state.add_feedback,
-        skillbook=skillbook,
-        trace_id=body.trace_id,
-        session_id=body.session_id,
-        score=body.score,
-        label=body.label,
-        comment=body.comment,
+    feedback = NewFeedback(
+        skillbook, body.trace_id, body.session_id, body.score, body.label, body.comment
     )
+    seq = await state.store.run(lambda store: store.feedback.add(feedback))
     return web.json_response({"id": seq, "object": "feedback", "status": "recorded"}, status=201)
 
 

@@ -16,6 +16,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from store.records import Skill
+
 Z = 1.96
 _WORD = re.compile(r"[a-z0-9]{3,}")
 STOPWORDS = frozenset(
@@ -96,15 +98,15 @@ def words(text: str) -> frozenset[str]:
     return frozenset(w for w in _WORD.findall(text.lower()) if w not in STOPWORDS)
 
 
-def by_usefulness(skills: Iterable[dict[str, object]]) -> list[RankedSkill]:
+def by_usefulness(skills: Iterable[Skill]) -> list[RankedSkill]:
     ranked = [
         RankedSkill(
-            id=str(s["id"]),
-            section=str(s["section"]),
-            content=str(s["content"]),
-            score=usefulness(int(s["helpful"]), int(s["harmful"])),  # type: ignore[call-overload]
-            created_at=float(s["created_at"]),  # type: ignore[arg-type]
-            words=words(f"{s['section']} {s['content']}"),
+            id=s.id,
+            section=s.section,
+            content=s.content,
+            score=usefulness(s.helpful, s.harmful),
+            created_at=s.created_at,
+            words=words(f"{s.section} {s.content}"),
         )
         for s in skills
     ]

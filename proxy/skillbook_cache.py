@@ -15,15 +15,14 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-
-import sqlite_utils
+from functools import partial
 
 from core.config import SkillbookConfig
 from core.tokens import ENCODINGS, count_tokens, encoding_name_for_model
 from proxy.ranking import RankedSkill, RelevanceIndex, by_usefulness, words
 from proxy.render import EMPTY, HEADER, Section, fit, line_tokens
-from store import skillbooks, skills
-from store.worker import DatabaseWorker
+from store.interfaces import Store
+from store.worker import StoreWorker
 
 log = logging.getLogger("skillproxy.skillbooks")
 RELEVANCE_CACHE_SIZE = 256
@@ -77,20 +76,18 @@ class Prepared:
 
 
 def prepare(
-    db: sqlite_utils.Database,
+    store: Store,
     name: str,
     defaults: SkillbookConfig,
     encodings: Iterable[str] = ENCODINGS,
 ) -> Prepared:
     """Load, rank and measure one skillbook for each of `encodings`; on the database thread."""
-    book = skillbooks.get(db, name)
-    settings = book["settings"]
-    budget = (
-        settings["token_budget"] if settings["token_budget"] is not None else defaults.token_budget
-    )
-    ranking = settings["ranking"] or defaults.ranking
-    ranked = by_usefulness(skills.active(db, name))
-    prepared = Prepared(name, book["version"], budget, ranking, ranked, {}, {}, {}, {})
+    book = store.skillbooks.get(name)
+    settings = book.settings
+    budget = settings.token_budget if settings.token_budget is not None else defaults.token_budget
+    ranking = settings.ranking or defaults.ranking
+    ranked = by_usefulness(store.skills.active(name))
+    prepared = Prepared(name, book.version, budget, ranking, ranked, {}, {}, {}, {})
     for encoding in encodings:
         measure(prepared, encoding)
     return prepared
@@ -112,7 +109,7 @@ class SkillbookCache:
     """Tokenizers are loaded only for the model families requests use (each costs 30-55 MB):
     the first request of a new family waits while every skillbook is measured for it."""
 
-    def __init__(self, worker: DatabaseWorker, defaults: SkillbookConfig) -> None:
+    def __init__(self, worker: StoreWorker, defaults: SkillbookConfig) -> None:
         self._worker = worker
         self._defaults = defaults
         self._entries: dict[str, Prepared] = {}
@@ -133,7 +130,7 @@ class SkillbookCache:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._adding[encoding] = done
         try:
-            entries = await self._worker.run(self._measured, dict(self._entries), encoding)
+            entries = await self._worker.run(partial(self._measured, dict(self._entries), encoding))
             self._entries.update(entries)
             self._encodings = self._encodings | {encoding}
             done.set_result(None)
@@ -145,7 +142,7 @@ class SkillbookCache:
             del self._adding[encoding]
 
     def _measured(
-        self, db: sqlite_utils.Database, entries: dict[str, Prepared], encoding: str
+        self, entries: dict[str, Prepared], encoding: str, store: Store
     ) -> dict[str, Prepared]:
         for entry in entries.values():
             if encoding not in entry.static:
@@ -163,12 +160,10 @@ class SkillbookCache:
 
     async def refresh(self) -> None:
         """Re-prepare every skillbook whose version moved since the last look."""
-        self._entries = await self._worker.run(self._refreshed, dict(self._entries))
+        self._entries = await self._worker.run(partial(self._refreshed, dict(self._entries)))
 
-    def _refreshed(
-        self, db: sqlite_utils.Database, entries: dict[str, Prepared]
-    ) -> dict[str, Prepared]:
-        current = skillbooks.versions(db)
+    def _refreshed(self, entries: dict[str, Prepared], store: Store) -> dict[str, Prepared]:
+        current = store.skillbooks.versions()
         wanted = self._encodings
         fresh = {
             name: e
@@ -176,7 +171,7 @@ class SkillbookCache:
             if current.get(name) == e.version and wanted <= e.static.keys()
         }
         for name in current.keys() - fresh.keys():
-            fresh[name] = prepare(db, name, self._defaults, wanted)
+            fresh[name] = prepare(store, name, self._defaults, wanted)
         return fresh
 
     def start(self) -> None:

@@ -11,7 +11,7 @@ from core.config import Config
 from proxy.skillbook_cache import SkillbookCache
 from proxy.stalls import StallWatch
 from proxy.trace_writer import TraceWriter
-from store.worker import DatabaseWorker
+from store.worker import StoreWorker
 
 
 @dataclass(slots=True)
@@ -19,7 +19,7 @@ class ProxyState:
     config: Config
     session: aiohttp.ClientSession
     traces: TraceWriter
-    db: DatabaseWorker
+    store: StoreWorker
     """Reads and admin writes; trace rows are written by the trace sink process."""
     skillbooks: SkillbookCache
     stalls: StallWatch

@@ -12,7 +12,7 @@ the same interpreter (`sys.executable`), so marshal's format always matches.
 The child ignores SIGINT and SIGTERM (a terminal or service manager signals the whole process
 group) and exits when its stdin closes, so the proxy's shutdown decides when the last batch is in.
 
-    python -m proxy.trace_sink DATABASE_PATH     (started by the proxy, never by hand)
+    python -m proxy.trace_sink STORE_URL     (started by the proxy, never by hand)
 """
 
 from __future__ import annotations
@@ -35,8 +35,7 @@ from proxy.tracing import (
     record_values,
     row_values,
 )
-from store.db import open_database
-from store.traces import insert_trace_values
+from store import open_store
 
 log = logging.getLogger("skillproxy.traces")
 
@@ -58,8 +57,8 @@ class SinkFailed(Exception):
 class TraceSink:
     """The proxy's side: one child process, one batch in flight at a time."""
 
-    def __init__(self, db_path: str) -> None:
-        self._db_path = db_path
+    def __init__(self, store_url: str) -> None:
+        self._store_url = store_url
         self._proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
@@ -67,7 +66,7 @@ class TraceSink:
             sys.executable,
             "-m",
             "proxy.trace_sink",
-            self._db_path,
+            self._store_url,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
@@ -128,15 +127,15 @@ def _enlarge(pipe: Any) -> None:
         fcntl.fcntl(pipe.fileno(), setsize, PIPE_BYTES)
 
 
-def serve(db_path: str, reader: BinaryIO, writer: BinaryIO) -> None:
+def serve(store_url: str, reader: BinaryIO, writer: BinaryIO) -> None:
     """The child's side: commit every batch it is sent, acknowledge each, stop at EOF."""
-    db = open_database(db_path)
+    store = open_store(store_url)
     try:
         while header := reader.read(HEADER.size):
             (size,) = HEADER.unpack(header)
             records = [record_from_values(values) for values in marshal.loads(reader.read(size))]
             try:
-                insert_trace_values(db, [_row(record) for record in records])
+                store.traces.insert_values([_row(record) for record in records])
                 ack: dict[str, Any] = {"ok": True}
             except Exception as exc:  # the store failed: the parent retries, then counts losses
                 ack = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
@@ -144,7 +143,7 @@ def serve(db_path: str, reader: BinaryIO, writer: BinaryIO) -> None:
             writer.write(HEADER.pack(len(data)) + data)
             writer.flush()
     finally:
-        db.conn.close()
+        store.close()
 
 
 def _row(record: TraceRecord) -> tuple[Any, ...]:

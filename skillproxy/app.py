@@ -1,9 +1,11 @@
 """The application factory: everything a running proxy owns is opened and closed here.
 
-`create_app(config)` builds an `aiohttp.web.Application` with no module-level state: the
-upstream session, the database workers and the trace writer live on the app (under `STATE`)
-and are opened and closed by one cleanup context, so a test can run several proxies side by
-side and shutdown always drains the trace queue before the database closes.
+`create_app(config)` builds an `aiohttp.web.Application` with no module-level state. Each
+resource (the store worker, the upstream session, the trace sink and its writer, the skillbook
+cache, the stall watch, the learner's schedule) opens in a cleanup context of its own, in that
+order, and is put on the app under its own key as soon as it is open. aiohttp unwinds only the
+contexts that finished starting, in reverse, so a failure at start-up closes exactly what was
+already open; and shutdown drains the trace queue before the store closes.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 
+import aiohttp
 from aiohttp import web
 
 from core.config import Config
@@ -25,15 +28,23 @@ from proxy.state import STATE, ProxyState
 from proxy.trace_sink import TraceSink
 from proxy.trace_writer import TraceWriter
 from skillproxy.admin.routes import admin_app
-from store.migrations import migrate
-from store.worker import DatabaseWorker
+from store.worker import StoreWorker
 
 log = logging.getLogger("skillproxy")
+
+STORE = web.AppKey("skillproxy_store", StoreWorker)
+SESSION = web.AppKey("skillproxy_session", aiohttp.ClientSession)
+SINK = web.AppKey("skillproxy_sink", TraceSink)
+WRITER = web.AppKey("skillproxy_writer", TraceWriter)
+CACHE = web.AppKey("skillproxy_cache", SkillbookCache)
+STALLS = web.AppKey("skillproxy_stalls", StallWatch)
+
+Context = Callable[[web.Application], AsyncIterator[None]]
 
 
 def create_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=config.server.max_body_bytes)
-    app.cleanup_ctx.append(_lifecycle(config))
+    app.cleanup_ctx.extend(_contexts(config))
     add_routes(app)
     return app
 
@@ -48,39 +59,68 @@ def add_routes(app: web.Application) -> None:
     skip_router(app, plain=plain, skillbook=skillbook, routed_tails=frozenset({"feedback"}))
 
 
-def _lifecycle(config: Config) -> Callable[[web.Application], AsyncIterator[None]]:
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        db = DatabaseWorker(config.store.path, name="db")
-        applied = await db.run(migrate)
-        if applied:
-            log.info("applied migrations: %s", ", ".join(applied))
-        session = create_session(config.upstream)
-        sink = TraceSink(config.store.path)
-        await sink.start()
-        traces = TraceWriter(sink, config.traces)
-        traces.start()
-        cache = SkillbookCache(db, config.skillbook)
-        await cache.refresh()
-        cache.start()
-        stalls = StallWatch(config.upstream.read_timeout_s)
-        stalls.start()
+def _contexts(config: Config) -> list[Context]:
+    async def store(app: web.Application) -> AsyncIterator[None]:
+        worker = StoreWorker(config.store.url, name="db")
+        try:
+            applied = await worker.run(lambda s: s.migrate())
+            if applied:
+                log.info("applied migrations: %s", ", ".join(applied))
+            app[STORE] = worker
+            yield
+        finally:
+            worker.close()
+
+    async def session(app: web.Application) -> AsyncIterator[None]:
+        app[SESSION] = create_session(config.upstream)
+        try:
+            yield
+        finally:
+            await app[SESSION].close()
+
+    async def sink(app: web.Application) -> AsyncIterator[None]:
+        app[SINK] = TraceSink(config.store.url)
+        try:
+            await app[SINK].start()
+            yield
+        finally:
+            await app[SINK].close()
+
+    async def writer(app: web.Application) -> AsyncIterator[None]:
+        app[WRITER] = TraceWriter(app[SINK], config.traces)
+        app[WRITER].start()
+        try:
+            yield
+        finally:
+            await app[WRITER].close()
+
+    async def cache(app: web.Application) -> AsyncIterator[None]:
+        app[CACHE] = SkillbookCache(app[STORE], config.skillbook)
+        try:
+            await app[CACHE].refresh()
+            app[CACHE].start()
+            yield
+        finally:
+            await app[CACHE].close()
+
+    async def stalls(app: web.Application) -> AsyncIterator[None]:
+        app[STALLS] = StallWatch(config.upstream.read_timeout_s)
+        app[STALLS].start()
+        try:
+            yield
+        finally:
+            await app[STALLS].close()
+
+    async def serving(app: web.Application) -> AsyncIterator[None]:
         app[STATE] = ProxyState(
             config=config,
-            session=session,
-            traces=traces,
-            db=db,
-            skillbooks=cache,
-            stalls=stalls,
+            session=app[SESSION],
+            traces=app[WRITER],
+            store=app[STORE],
+            skillbooks=app[CACHE],
+            stalls=app[STALLS],
         )
-        try:
-            async with scheduled(config):
-                yield
-        finally:
-            await stalls.close()
-            await cache.close()
-            await traces.close()
-            await sink.close()
-            await session.close()
-            db.close()
+        async with scheduled(config):
+            yield
 
-    return lifecycle
+    return [store, session, sink, writer, cache, stalls, serving]

@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="TOML config file (see config.example.toml)")
     serve.add_argument("--host", help="address to listen on (server.host)")
     serve.add_argument("--port", type=int, help="port to listen on (server.port)")
-    serve.add_argument("--db", help="SQLite database path (store.path)")
+    serve.add_argument("--db", help="the store: sqlite:///path or a file path (store.url)")
     serve.add_argument("--upstream", help="OpenAI-compatible base URL (upstream.openai_base_url)")
     serve.add_argument(
         "--anthropic-upstream", help="Anthropic base URL (upstream.anthropic_base_url)"
@@ -48,7 +48,7 @@ def serve_config(args: argparse.Namespace) -> Config:
         args.config,
         overrides={
             "server": {"host": args.host, "port": args.port},
-            "store": {"path": args.db},
+            "store": {"url": args.db},
             "upstream": {
                 "openai_base_url": args.upstream,
                 "anthropic_base_url": args.anthropic_upstream,
@@ -64,7 +64,7 @@ def serve(config: Config) -> None:
         "skillproxy on http://%s:%d  store=%s  upstream=%s",
         config.server.host,
         config.server.port,
-        config.store.path,
+        config.store.url,
         config.upstream.openai_base_url,
     )
     if not config.admin.token:

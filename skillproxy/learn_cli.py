@@ -17,7 +17,7 @@ BAR_WIDTH = 30
 def add_learn_command(commands: Any) -> None:
     learn = commands.add_parser("learn", help="run the learner over logged traffic")
     learn.add_argument("--config", help="TOML config file (the [learner] section)")
-    learn.add_argument("--db", help="SQLite database path (store.path)")
+    learn.add_argument("--db", help="the store: sqlite:///path or a file path (store.url)")
     learn.add_argument("--skillbook", help="only this skillbook (default: every one with work)")
     learn.add_argument("--once", action="store_true", help="one run, then exit")
     learn.add_argument("--model", help="litellm model string (learner.model)")
@@ -29,7 +29,7 @@ def run_learn(args: argparse.Namespace) -> int:
         config = load_config(
             args.config,
             overrides={
-                "store": {"path": args.db},
+                "store": {"url": args.db},
                 "learner": {"model": args.model, "api_base": args.api_base},
             },
         )

@@ -1,56 +1,47 @@
-"""Run blocking database work off the event loop, on one thread that owns one connection.
+"""Run blocking store work off the event loop, on one thread that owns one connection.
 
 SQLite connections are not meant to be shared across threads, and the proxy's event loop must
-never wait on disk. Each `DatabaseWorker` is a single thread with its own connection; callers
-`await worker.run(fn, *args, **kwargs)` and `fn(db, *args, **kwargs)` runs there. The proxy
-uses one worker for the trace writer and one for everything else, so a slow batch never
-delays an admin read.
+never wait on disk. Each `StoreWorker` is a single thread with its own store; callers
+`await worker.run(lambda store: store.skills.get(skill_id))` and the function runs there. The
+proxy uses one worker for everything but trace rows (written by the trace sink process), so a
+slow batch never delays an admin read.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import sqlite_utils
-
-from store.db import open_database
+from store import open_store
+from store.interfaces import Store
+from store.url import StoreURL
 
 T = TypeVar("T")
 
 
-class DatabaseWorker:
-    def __init__(self, path: str | Path, name: str = "db") -> None:
-        self._path = path
-        self._local = threading.local()
+class StoreWorker:
+    def __init__(self, url: str | StoreURL, name: str = "db") -> None:
+        self._url = url
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"skillproxy-{name}")
-        self._opened: list[sqlite_utils.Database] = []
+        self._store: Store | None = None
 
-    def _db(self) -> sqlite_utils.Database:
-        db: sqlite_utils.Database | None = getattr(self._local, "db", None)
-        if db is None:
-            db = open_database(self._path)
-            self._local.db = db
-            self._opened.append(db)
-        return db
+    def _call(self, fn: Callable[[Store], T]) -> T:
+        if self._store is None:
+            self._store = open_store(self._url)
+        return fn(self._store)
 
-    def _call(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
-        return fn(self._db(), *args, **kwargs)
-
-    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def run(self, fn: Callable[[Store], T]) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, fn, args, kwargs)
+        return await loop.run_in_executor(self._executor, self._call, fn)
 
     def close(self) -> None:
-        """Finish queued work, then close the connection."""
-        self._executor.submit(self._close_connection).result()
+        """Finish queued work, then close the store."""
+        self._executor.submit(self._close_store).result()
         self._executor.shutdown(wait=True)
 
-    def _close_connection(self) -> None:
-        for db in self._opened:
-            db.conn.close()
-        self._opened.clear()
+    def _close_store(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None

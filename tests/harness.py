@@ -16,8 +16,9 @@ import sqlite_utils
 
 from core.config import Config, load_config
 from skillproxy.app import create_app
-from store.db import open_database
-from store.traces import TRACE_COLUMNS, get_trace
+from store import TRACE_COLUMNS, open_store
+from store.records import as_json
+from store.sqlite.db import open_database
 from tests.fakes.provider import FakeProvider
 from tests.fakes.server_thread import ServerThread
 
@@ -75,11 +76,12 @@ class RunningProxy:
         return f"{self.server.url}/sb/{skillbook}/v1"
 
     def db(self) -> sqlite_utils.Database:
-        return open_database(self.config.store.path)
+        """The SQLite file itself, for tests that inspect the tables or break them on purpose."""
+        return open_database(self.config.store.location.path)
 
     def traces(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         """Wait until at least `count` traces are stored; oldest first, bodies decoded."""
-        db = self.db()
+        db, store = self.db(), open_store(self.config.store.url)
         try:
             deadline = time.monotonic() + timeout
             while True:
@@ -88,20 +90,21 @@ class RunningProxy:
                     break
                 time.sleep(0.02)
             assert len(ids) >= count, f"expected {count} traces, found {len(ids)}"
-            return [t for t in (get_trace(db, i) for i in ids) if t is not None]
+            return [as_json(t) for t in (store.traces.get(i) for i in ids) if t is not None]
         finally:
             db.conn.close()
+            store.close()
 
     def trace(self, trace_id: str, timeout: float = 10.0) -> dict[str, Any]:
-        db = self.db()
+        store = open_store(self.config.store.url)
         try:
             deadline = time.monotonic() + timeout
-            while (row := get_trace(db, trace_id)) is None:
+            while (row := store.traces.get(trace_id)) is None:
                 assert time.monotonic() < deadline, f"trace {trace_id} never stored"
                 time.sleep(0.02)
-            return row
+            return dict(as_json(row))
         finally:
-            db.conn.close()
+            store.close()
 
 
 def proxy_config(tmp_path: Path, provider_url: str, **sections: dict[str, Any]) -> Config:
@@ -110,7 +113,7 @@ def proxy_config(tmp_path: Path, provider_url: str, **sections: dict[str, Any]) 
             "openai_base_url": provider_url + "/v1",
             "anthropic_base_url": provider_url,
         },
-        "store": {"path": str(tmp_path / "skillproxy.db")},
+        "store": {"url": f"sqlite:///{tmp_path / 'skillproxy.db'}"},
         "traces": {"flush_interval_ms": 10},
         "admin": {"token": ADMIN_TOKEN},
         "skillbook": {"refresh_interval_ms": 50},

@@ -16,21 +16,22 @@ EXAMPLE = ROOT / "config.example.toml"
 def test_defaults_need_no_file() -> None:
     config = load_config(environ={})
     assert config.server.port == 8080
-    assert config.store.path == "skillproxy.db"
+    assert config.store.url == "sqlite:///skillproxy.db"
+    assert config.store.location.path == "skillproxy.db"
     assert config.upstream.openai_base_url == "https://api.openai.com/v1"
 
 
 def test_precedence_file_then_environment_then_overrides(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
-    path.write_text('[server]\nport = 9001\nhost = "0.0.0.0"\n[store]\npath = "a.db"\n')
+    path.write_text('[server]\nport = 9001\nhost = "0.0.0.0"\n[store]\nurl = "a.db"\n')
     config = load_config(
         path,
-        environ={"SKILLPROXY_SERVER__PORT": "9002", "SKILLPROXY_STORE__PATH": "b.db"},
-        overrides={"store": {"path": "c.db"}, "server": {"host": None}},
+        environ={"SKILLPROXY_SERVER__PORT": "9002", "SKILLPROXY_STORE__URL": "b.db"},
+        overrides={"store": {"url": "c.db"}, "server": {"host": None}},
     )
     assert config.server.port == 9002
     assert config.server.host == "0.0.0.0"
-    assert config.store.path == "c.db"
+    assert config.store.url == "c.db"
 
 
 def test_unknown_key_in_file_is_named(tmp_path: Path) -> None:

@@ -14,8 +14,7 @@ from proxy import handlers
 from proxy.dispatch import proxied_match
 from proxy.state import STATE
 from skillproxy.app import create_app
-from store.db import open_database
-from store.traces import get_trace
+from store import open_store
 from tests.harness import proxy_config
 
 ROUTED_TAILS = frozenset({"feedback"})
@@ -90,10 +89,10 @@ async def test_proxied_requests_do_not_consult_the_router(app: web.Application) 
                 "/v1/chat/completions", content=b"{}", headers={"Expect": "100-continue"}
             )
     assert proxied.status_code == 502  # nothing listens upstream: the proxy's own answer
-    db = open_database(app[STATE].config.store.path)
-    trace = get_trace(db, proxied.headers["X-Trace-Id"])
-    db.conn.close()
-    assert trace is not None and trace["skillbook"] == "support" and trace["status"] == 502
+    store = open_store(app[STATE].config.store.url)
+    trace = store.traces.get(proxied.headers["X-Trace-Id"])
+    store.close()
+    assert trace is not None and trace.skillbook == "support" and trace.status == 502
     assert health.status_code == 200
     assert expect.status_code == 502  # `Expect` goes through the router, then the proxy
     assert resolved == ["/healthz", "/v1/chat/completions"]

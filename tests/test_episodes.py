@@ -12,16 +12,10 @@ import pytest
 import sqlite_utils
 
 from core.formats import FORMATS
-from learner.episodes import (
-    episode_conversation,
-    episode_signal,
-    episode_traces,
-    group_new_traces,
-    ready_episodes,
-)
-from store.db import open_database
-from store.migrations import migrate
-from store.traces import insert_traces
+from learner.episodes import episode_conversation, group_new_traces
+from store import TRACE_COLUMNS
+from store.sqlite import SQLiteStore
+from store.sqlite.db import open_database
 
 Body = dict[str, Any]
 Turn = tuple[Body, Body]
@@ -32,8 +26,17 @@ _ids = itertools.count()
 @pytest.fixture
 def db(tmp_path: Path) -> sqlite_utils.Database:
     database = open_database(tmp_path / "x.db")
-    migrate(database)
+    SQLiteStore.on(database).migrate()
     return database
+
+
+def on(db: sqlite_utils.Database) -> SQLiteStore:
+    """The store's repositories over the test's own connection (which inspects the tables)."""
+    return SQLiteStore.on(db)
+
+
+def insert_traces(db: sqlite_utils.Database, rows: list[Body]) -> None:
+    on(db).traces.insert_values([tuple(map(row.get, TRACE_COLUMNS)) for row in rows])
 
 
 # --- realistic conversations, one list of (request, response) per format ---------------------
@@ -226,7 +229,7 @@ def group(db: sqlite_utils.Database, *rows: Body, limit: int = 5000) -> None:
     if rows:
         insert_traces(db, list(rows))
     now = max(r["created_at"] for r in rows) + 0.5 if rows else None
-    while group_new_traces(db, limit=limit, settle_s=0, now=now).traces_seen == limit:
+    while group_new_traces(on(db), limit=limit, settle_s=0, now=now).traces_seen == limit:
         pass
 
 
@@ -260,7 +263,7 @@ def test_a_multi_turn_conversation_is_one_episode(db: sqlite_utils.Database, fmt
     rows = rows_of(fmt, turns, start=100.0)
     insert_traces(db, rows)
 
-    result = group_new_traces(db, settle_s=0)
+    result = group_new_traces(on(db), settle_s=0)
 
     assert (result.traces_seen, result.grouped, result.new_episodes, result.skipped) == (3, 3, 1, 0)
     (ids,) = partition(db)
@@ -269,10 +272,10 @@ def test_a_multi_turn_conversation_is_one_episode(db: sqlite_utils.Database, fmt
     episode = episode_row(db, episode_id)
     assert (episode["first_at"], episode["last_at"], episode["trace_count"]) == (100, 120, 3)
     assert (episode["status"], episode["signal"], episode["session_key"]) == ("open", 0, None)
-    conversation = episode_conversation(db, str(episode_id))
+    conversation = episode_conversation(on(db), str(episode_id))
     assert conversation.messages == FORMATS[fmt].conversation(*turns[-1])
     assert conversation.trace_ids == [r["id"] for r in rows]
-    assert [t["id"] for t in episode_traces(db, str(episode_id))] == conversation.trace_ids
+    assert [t.id for t in on(db).episodes.traces(str(episode_id))] == conversation.trace_ids
     assert {m.role for m in conversation.messages} >= {"user", "assistant", "tool"}
 
 
@@ -332,7 +335,7 @@ def test_previous_response_id_continues_without_a_prefix(db: sqlite_utils.Databa
 
     (ids,) = partition(db)
     assert len(ids) == 2
-    conversation = episode_conversation(db, str(episode_of(db, rows[0])))
+    conversation = episode_conversation(on(db), str(episode_of(db, rows[0])))
     assert conversation.messages == FORMATS["responses"].conversation(second, second_answer)
 
 
@@ -405,11 +408,11 @@ def test_failed_passthrough_and_unreadable_traces_are_skipped(db: sqlite_utils.D
     ]
     insert_traces(db, skipped)
 
-    result = group_new_traces(db, settle_s=0)
+    result = group_new_traces(on(db), settle_s=0)
 
     assert (result.traces_seen, result.grouped, result.new_episodes, result.skipped) == (4, 0, 0, 4)
     assert partition(db) == [] and db["episodes"].count == 0
-    assert group_new_traces(db, settle_s=0).traces_seen == 0
+    assert group_new_traces(on(db), settle_s=0).traces_seen == 0
 
 
 def test_a_failed_turn_marks_its_episode_but_stays_out(db: sqlite_utils.Database) -> None:
@@ -432,7 +435,7 @@ def test_an_error_or_a_hang_up_marks_the_signal(db: sqlite_utils.Database, troub
     group(db, *rows)
 
     episode_id = str(episode_of(db, rows[0]))
-    assert episode_row(db, episode_id)["signal"] == 1 and episode_signal(db, episode_id)
+    assert episode_row(db, episode_id)["signal"] == 1 and on(db).episodes.signal(episode_id)
 
 
 @pytest.mark.parametrize(
@@ -451,21 +454,21 @@ def test_feedback_marks_the_signal(db: sqlite_utils.Database, values: Body, nega
     feedback(db, trace_id=late[2]["id"], **values)  # posted after
 
     for rows in (early, late):
-        assert episode_signal(db, str(episode_of(db, rows[0]))) is negative
+        assert on(db).episodes.signal(str(episode_of(db, rows[0]))) is negative
     assert episode_row(db, episode_of(db, early[0]))["signal"] == int(negative)
-    assert [e["signal"] for e in ready_episodes(db, "default", idle_s=0)] == [negative] * 2
+    assert [e.signal for e in on(db).episodes.ready("default", idle_s=0)] == [negative] * 2
 
 
 def test_feedback_on_a_session_marks_its_episode(db: sqlite_utils.Database) -> None:
     rows = [row("chat", _unrelated("chat", n), None, 100 + n, session_id="s-1") for n in range(2)]
     group(db, *rows)
     episode_id = str(episode_of(db, rows[0]))
-    assert not episode_signal(db, episode_id)
+    assert not on(db).episodes.signal(episode_id)
 
     feedback(db, session_id="s-1", label="wrong", comment="it booked the wrong day")
 
-    assert episode_signal(db, episode_id)
-    assert [f["comment"] for f in episode_conversation(db, episode_id).feedback] == [
+    assert on(db).episodes.signal(episode_id)
+    assert [f.comment for f in episode_conversation(on(db), episode_id).feedback] == [
         "it booked the wrong day"
     ]
 
@@ -477,7 +480,7 @@ def test_a_second_call_finds_nothing_new(db: sqlite_utils.Database) -> None:
     group(db, *rows_of("chat", chat_turns(), 100))
     before = db.execute("SELECT * FROM episodes").fetchall()
 
-    result = group_new_traces(db, settle_s=0)
+    result = group_new_traces(on(db), settle_s=0)
 
     assert result.traces_seen == 0
     assert db.execute("SELECT * FROM episodes").fetchall() == before
@@ -501,7 +504,7 @@ def test_small_batches_give_the_same_episodes(tmp_path: Path) -> None:
     results = []
     for name, limit in (("big", 5000), ("small", 2)):
         db = open_database(tmp_path / f"{name}.db")
-        migrate(db)
+        on(db).migrate()
         insert_traces(db, rows)
         group(db, limit=limit)
         counts = db.execute(
@@ -516,23 +519,23 @@ def test_small_batches_give_the_same_episodes(tmp_path: Path) -> None:
 def test_the_cursor_waits_for_slow_requests_to_settle(db: sqlite_utils.Database) -> None:
     insert_traces(db, [row("chat", *chat_turns()[0], 995.0)])
 
-    assert group_new_traces(db, settle_s=10, now=1000).traces_seen == 0
-    assert group_new_traces(db, settle_s=10, now=1006).traces_seen == 1
+    assert group_new_traces(on(db), settle_s=10, now=1000).traces_seen == 0
+    assert group_new_traces(on(db), settle_s=10, now=1006).traces_seen == 1
 
 
 def test_ready_episodes_honours_idle_time(db: sqlite_utils.Database) -> None:
     old, recent = rows_of("chat", chat_turns("Paris"), 80), rows_of("chat", chat_turns("Oslo"), 480)
     insert_traces(db, [*old, *recent])
-    assert ready_episodes(db, "default", idle_s=0) == []  # nothing grouped yet
-    group_new_traces(db, settle_s=100, now=650)  # cursor at 550: later traces may still come
+    assert on(db).episodes.ready("default", idle_s=0) == []  # nothing grouped yet
+    group_new_traces(on(db), settle_s=100, now=650)  # cursor at 550: later traces may still come
 
-    ready = ready_episodes(db, "default", idle_s=100, now=1000)
-    assert [e["id"] for e in ready] == [episode_of(db, old[0])]
-    group_new_traces(db, settle_s=0, now=1000)
-    ready = ready_episodes(db, "default", idle_s=100, now=1000)
-    assert [e["last_at"] for e in ready] == [100, 500]
-    assert ready_episodes(db, "default", idle_s=600, now=1000) == ready[:1]
-    assert ready_episodes(db, "other", idle_s=0) == []
+    ready = on(db).episodes.ready("default", idle_s=100, now=1000)
+    assert [e.id for e in ready] == [episode_of(db, old[0])]
+    group_new_traces(on(db), settle_s=0, now=1000)
+    ready = on(db).episodes.ready("default", idle_s=100, now=1000)
+    assert [e.last_at for e in ready] == [100, 500]
+    assert on(db).episodes.ready("default", idle_s=600, now=1000) == ready[:1]
+    assert on(db).episodes.ready("other", idle_s=0) == []
 
 
 def test_a_new_turn_reopens_a_reflected_episode(db: sqlite_utils.Database) -> None:
@@ -566,7 +569,7 @@ def test_episode_conversation_prefers_the_main_thread_over_side_calls(
     )
     group(db, *main, side)
 
-    conversation = episode_conversation(db, str(episode_of(db, side)))
+    conversation = episode_conversation(on(db), str(episode_of(db, side)))
 
     assert conversation.messages == FORMATS["messages"].conversation(*turns[-1])
     assert [len(t) for t in conversation.threads] == [len(conversation.messages), 2]

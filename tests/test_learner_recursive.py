@@ -24,7 +24,7 @@ def action(**fields: object) -> replies.Reply:
 def test_model_investigates_with_code_and_hostile_code_stays_inside(proxy: RunningProxy) -> None:
     conversation(proxy, 1)
     proxy.traces(2)
-    database = Path(proxy.config.store.path).resolve()
+    database = Path(proxy.config.store.location.path).resolve()
     final = {
         "what_happened": "Asked for an address before checking eligibility.",
         "key_insight": "Check the return window first.",

@@ -188,7 +188,9 @@ def test_key_goes_upstream_and_only_a_fingerprint_is_stored(proxy: RunningProxy)
     [trace] = proxy.traces(1)
     assert trace["key_fingerprint"].startswith("fp_") and key not in trace["key_fingerprint"]
     proxy.server.stop()  # checkpoint the WAL so every byte the proxy wrote is in the files
-    stored = b"".join(p.read_bytes() for p in Path(proxy.config.store.path).parent.glob("*.db*"))
+    stored = b"".join(
+        p.read_bytes() for p in Path(proxy.config.store.location.path).parent.glob("*.db*")
+    )
     assert key.encode() not in stored and b"SECRETSECRET" not in stored
 
 

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from proxy.ranking import by_relevance, by_usefulness, usefulness
+from store.records import Skill
 
 
 def skill(
     i: int, helpful: int = 0, harmful: int = 0, content: str = "", section: str = "s"
-) -> dict[str, Any]:
-    return {
-        "id": f"s-{i:05d}",
-        "section": section,
-        "content": content or f"When case {i} happens, do thing {i}.",
-        "helpful": helpful,
-        "harmful": harmful,
-        "created_at": float(i),
-    }
+) -> Skill:
+    text = content or f"When case {i} happens, do thing {i}."
+    return Skill(
+        f"s-{i:05d}", "book", section, text, "active", helpful, harmful, 0, 1, float(i), float(i)
+    )
 
 
 def test_forty_votes_beat_one_and_untested_beats_harmful() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from store.db import open_database
+from store.sqlite.db import open_database
 from tests.fakes.provider import FakeProvider
 from tests.fakes.server_thread import ServerThread
 

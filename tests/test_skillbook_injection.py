@@ -227,7 +227,7 @@ def test_a_change_reaches_another_proxy_sharing_the_database_within_a_second(
 ) -> None:
     first = make_proxy()
     second = make_proxy()  # same tmp_path: the same database file
-    assert first.config.store.path == second.config.store.path
+    assert first.config.store.url == second.config.store.url
     add_skill(first, "support", "returns", RETURN_RULE)
     started = time.monotonic()
     while True:

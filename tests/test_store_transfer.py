@@ -9,18 +9,23 @@ from typing import Any
 import pytest
 import sqlite_utils
 
-from store import skillbooks, skills, transfer
-from store.db import open_database
 from store.errors import Conflict, InvalidContent, NotFound
-from store.migrations import migrate
+from store.records import as_json as J
+from store.sqlite import SQLiteStore
+from store.sqlite.db import open_database
 
 TABLES = ("skillbooks", "skills", "evidence", "skill_events")
 
 
 def fresh(path: Path) -> sqlite_utils.Database:
     db = open_database(path)
-    migrate(db)
+    on(db).migrate()
     return db
+
+
+def on(db: sqlite_utils.Database) -> SQLiteStore:
+    """The store's repositories over the test's own connection (which also dumps the tables)."""
+    return SQLiteStore.on(db)
 
 
 def dump(db: sqlite_utils.Database) -> dict[str, list[tuple[Any, ...]]]:
@@ -38,32 +43,32 @@ def ids(db: sqlite_utils.Database) -> dict[str, str]:
     ids: dict[str, str] = {}
 
     def new(key: str, section: str, content: str, *then: str, **extra: Any) -> str:
-        ids[key] = skills.create(db, "book", section, content, actor="learner", **extra)["id"]
+        ids[key] = J(on(db).skills.create("book", section, content, actor="learner", **extra))["id"]
         for action in then:
-            skills.transition(db, ids[key], action, actor="alice")
+            on(db).skills.transition(ids[key], action, actor="alice")
         return ids[key]
 
     retry = new("retry", "tools", "Retry flaky tool calls once", "approve")
-    skills.edit(db, retry, content="Retry a flaky tool call once, then stop", actor="alice")
-    skills.tag(db, retry, "helpful", actor="judge", trace_id="t1")
-    skills.tag(db, retry, "helpful", actor="judge", trace_id="t2", reason="saved a run")
+    on(db).skills.edit(retry, content="Retry a flaky tool call once, then stop", actor="alice")
+    on(db).skills.tag(retry, "helpful", actor="judge", trace_id="t1")
+    on(db).skills.tag(retry, "helpful", actor="judge", trace_id="t2", reason="saved a run")
     new("tests", "coding", "Run the tests before committing", "approve",
-        evidence=[{"trace_id": "t3", "reason": "broke main"}])  # fmt: skip
+        evidence=[("t3", "broke main")])  # fmt: skip
     types = new("types", "coding", "Read the types first", "approve")
-    skills.tag(db, types, "harmful", actor="judge", trace_id="t4")
+    on(db).skills.tag(types, "harmful", actor="judge", trace_id="t4")
     new("pending", "coding", "Prefer small diffs")
     new("old", "tools", "Use grep before find", "approve", "archive")
     undo = new("undo", "style", "Name things for what they do", "approve")
-    skills.edit(db, undo, content="Name everything with one letter", actor="mallory")
-    skills.rollback(db, undo, 2, actor="alice")
+    on(db).skills.edit(undo, content="Name everything with one letter", actor="mallory")
+    on(db).skills.rollback(undo, 2, actor="alice")
     new("no", "style", "Write very long functions", "reject")
-    skillbooks.update_settings(db, "book", {"token_budget": 300, "auto_approve": False})
+    on(db).skillbooks.update_settings("book", {"token_budget": 300, "auto_approve": False})
     return ids
 
 
 def exported(db: sqlite_utils.Database, name: str = "book") -> dict[str, Any]:
     """What a file on disk would hold."""
-    document: dict[str, Any] = json.loads(json.dumps(transfer.export_json(db, name)))
+    document: dict[str, Any] = json.loads(json.dumps(J(on(db).transfer.export_json(name))))
     return document
 
 
@@ -79,7 +84,7 @@ def test_export_is_the_whole_skillbook(db: sqlite_utils.Database, ids: dict[str,
         "create", "approve", "edit", "tag helpful", "tag helpful",
     ]  # fmt: skip
     with pytest.raises(NotFound):
-        transfer.export_json(db, "nope")
+        on(db).transfer.export_json("nope")
 
 
 def test_import_into_a_fresh_database_gives_the_same_export(
@@ -87,15 +92,15 @@ def test_import_into_a_fresh_database_gives_the_same_export(
 ) -> None:
     document = exported(db)
     other = fresh(tmp_path / "other.db")
-    summary = transfer.import_json(other, "book", document, actor="ops")
+    summary = J(on(other).transfer.import_json("book", document, actor="ops"))
     assert summary == {"created": 7, "updated": 0, "unchanged": 0, "archived": 0}
     assert exported(other) == document
-    assert transfer.export_markdown(other, "book") == transfer.export_markdown(db, "book")
+    assert on(other).transfer.export_markdown("book") == on(db).transfer.export_markdown("book")
 
 
 def test_reimport_changes_nothing(db: sqlite_utils.Database, ids: dict[str, str]) -> None:
     before = dump(db)
-    summary = transfer.import_json(db, "book", exported(db), actor="ops", mode="replace")
+    summary = J(on(db).transfer.import_json("book", exported(db), actor="ops", mode="replace"))
     assert summary == {"created": 0, "updated": 0, "unchanged": 7, "archived": 0}
     assert dump(db) == before
 
@@ -104,7 +109,7 @@ def test_merge_updates_a_changed_skill_and_merges_evidence(
     db: sqlite_utils.Database, ids: dict[str, str]
 ) -> None:
     document = exported(db)
-    version = skillbooks.get(db, "book")["version"]
+    version = J(on(db).skillbooks.get("book"))["version"]
     changed = document["skills"][1]
     changed.update(content="Run the full test suite before committing", helpful=3)
     changed["evidence"].append(
@@ -114,9 +119,9 @@ def test_merge_updates_a_changed_skill_and_merges_evidence(
     untouched["evidence"].append(
         {"trace_id": "t8", "reason": "", "source": "person", "created_at": 2.5}
     )
-    summary = transfer.import_json(db, "book", document, actor="ops")
+    summary = J(on(db).transfer.import_json("book", document, actor="ops"))
     assert summary == {"created": 0, "updated": 1, "unchanged": 6, "archived": 0}
-    skill = skills.get(db, changed["id"])
+    skill = J(on(db).skills.get(changed["id"]))
     assert skill["content"] == "Run the full test suite before committing"
     assert skill["helpful"] == 3 and skill["revision"] == changed["revision"] + 1
     last = skill["history"][-1]
@@ -124,9 +129,9 @@ def test_merge_updates_a_changed_skill_and_merges_evidence(
     assert last["before"]["content"] == "Run the tests before committing"
     assert last["after"]["content"] == skill["content"] and last["after"]["helpful"] == 3
     assert [e["trace_id"] for e in skill["evidence"]] == ["t3", "t9"]
-    assert skills.evidence(db, untouched["id"])[-1]["trace_id"] == "t8"
-    assert skills.get(db, untouched["id"])["revision"] == untouched["revision"]
-    assert skillbooks.get(db, "book")["version"] == version + 1
+    assert J(on(db).skills.evidence(untouched["id"]))[-1]["trace_id"] == "t8"
+    assert J(on(db).skills.get(untouched["id"]))["revision"] == untouched["revision"]
+    assert J(on(db).skillbooks.get("book"))["version"] == version + 1
 
 
 def test_replace_archives_skills_the_document_leaves_out(
@@ -135,15 +140,15 @@ def test_replace_archives_skills_the_document_leaves_out(
     document = exported(db)
     left_out = {ids["tests"], ids["pending"], ids["no"]}
     document["skills"] = [s for s in document["skills"] if s["id"] not in left_out]
-    merged = transfer.import_json(db, "book", document, actor="ops")
-    assert merged["archived"] == 0 and skills.get(db, ids["tests"])["status"] == "active"
-    summary = transfer.import_json(db, "book", document, actor="ops", mode="replace")
+    merged = J(on(db).transfer.import_json("book", document, actor="ops"))
+    assert merged["archived"] == 0 and J(on(db).skills.get(ids["tests"]))["status"] == "active"
+    summary = J(on(db).transfer.import_json("book", document, actor="ops", mode="replace"))
     assert summary == {"created": 0, "updated": 0, "unchanged": 4, "archived": 2}
     for skill_id in (ids["tests"], ids["pending"]):
-        skill = skills.get(db, skill_id)
+        skill = J(on(db).skills.get(skill_id))
         assert skill["status"] == "archived"
         assert (skill["history"][-1]["action"], skill["history"][-1]["actor"]) == ("archive", "ops")
-    assert skills.get(db, ids["no"])["status"] == "rejected"
+    assert J(on(db).skills.get(ids["no"]))["status"] == "rejected"
 
 
 def test_a_skill_id_from_another_skillbook_conflicts_and_nothing_is_written(
@@ -155,10 +160,10 @@ def test_a_skill_id_from_another_skillbook_conflicts_and_nothing_is_written(
     document["skills"].insert(0, newcomer)  # written first, then rolled back
     before = dump(db)
     with pytest.raises(Conflict, match=f"{ids['retry']}' belongs to skillbook 'book', not 'other'"):
-        transfer.import_json(db, "other", document, actor="ops")
+        on(db).transfer.import_json("other", document, actor="ops")
     assert dump(db) == before
     with pytest.raises(NotFound):
-        skillbooks.get(db, "other")
+        on(db).skillbooks.get("other")
 
 
 def test_settings_and_version_follow_the_document(
@@ -166,9 +171,9 @@ def test_settings_and_version_follow_the_document(
 ) -> None:
     document = exported(db)
     document["settings"]["ranking"] = "relevance"
-    version = skillbooks.get(db, "book")["version"]
-    assert transfer.import_json(db, "book", document, actor="ops")["unchanged"] == 7
-    book = skillbooks.get(db, "book")
+    version = J(on(db).skillbooks.get("book"))["version"]
+    assert J(on(db).transfer.import_json("book", document, actor="ops"))["unchanged"] == 7
+    book = J(on(db).skillbooks.get("book"))
     assert book["settings"]["ranking"] == "relevance" and book["version"] == version + 1
 
 
@@ -178,9 +183,10 @@ def test_imported_ids_are_never_generated_again(
     document = exported(db)
     document["skills"] = document["skills"][-1:]  # the highest id number, alone
     other = fresh(tmp_path / "other.db")
-    transfer.import_json(other, "book", document, actor="ops")
+    on(other).transfer.import_json("book", document, actor="ops")
     made = [
-        skills.create(other, "book", "style", f"Strategy number {i}", actor="p") for i in range(9)
+        J(on(other).skills.create("book", "style", f"Strategy number {i}", actor="p"))
+        for i in range(9)
     ]
     assert len({s["id"] for s in made} | {document["skills"][0]["id"]}) == 10
 
@@ -240,7 +246,7 @@ def test_an_invalid_document_is_refused_and_changes_nothing(
     mutate(document)
     before = dump(db)
     with pytest.raises(InvalidContent, match=message):
-        transfer.import_json(db, "book", document, actor="ops", mode="replace")
+        on(db).transfer.import_json("book", document, actor="ops", mode="replace")
     assert dump(db) == before
 
 
@@ -250,18 +256,18 @@ def test_duplicate_ids_and_unknown_modes_are_refused(
     document = exported(db)
     document["skills"].append(copy.deepcopy(document["skills"][0]))
     with pytest.raises(InvalidContent, match=r"skills\[7\] \(\S+\): the id appears more than once"):
-        transfer.import_json(db, "book", document, actor="ops")
+        on(db).transfer.import_json("book", document, actor="ops")
     with pytest.raises(InvalidContent, match="mode must be one of merge, replace"):
-        transfer.import_json(db, "book", exported(db), actor="ops", mode="overwrite")
+        on(db).transfer.import_json("book", exported(db), actor="ops", mode="overwrite")
     with pytest.raises(InvalidContent, match="document must be an object"):
-        transfer.import_json(db, "book", [], actor="ops")
+        on(db).transfer.import_json("book", [], actor="ops")
 
 
 def test_markdown_shows_active_skills_by_section_and_pending_for_review(
     db: sqlite_utils.Database,
     ids: dict[str, str],
 ) -> None:
-    text = transfer.export_markdown(db, "book")
+    text = J(on(db).transfer.export_markdown("book"))
     assert text == (
         "# Skillbook: book\n"
         "\n"
@@ -282,16 +288,16 @@ def test_markdown_shows_active_skills_by_section_and_pending_for_review(
         "\n"
         f"- `{ids['pending']}` (coding): Prefer small diffs\n"
     )
-    skills.tag(db, ids["types"], "helpful", actor="judge")
-    skills.tag(db, ids["types"], "helpful", actor="judge")
-    reordered = transfer.export_markdown(db, "book")
+    on(db).skills.tag(ids["types"], "helpful", actor="judge")
+    on(db).skills.tag(ids["types"], "helpful", actor="judge")
+    reordered = J(on(db).transfer.export_markdown("book"))
     assert reordered.index("Read the types") < reordered.index("Run the tests")
-    assert transfer.export_markdown(db, "book") == reordered
+    assert J(on(db).transfer.export_markdown("book")) == reordered
     with pytest.raises(NotFound):
-        transfer.export_markdown(db, "nope")
+        on(db).transfer.export_markdown("nope")
 
 
 def test_markdown_of_an_empty_skillbook(tmp_path: Path) -> None:
     db = fresh(tmp_path / "x.db")
-    skillbooks.update_settings(db, "empty", {"token_budget": 10})
-    assert transfer.export_markdown(db, "empty") == "# Skillbook: empty\n\n_No active skills._\n"
+    on(db).skillbooks.update_settings("empty", {"token_budget": 10})
+    assert on(db).transfer.export_markdown("empty") == "# Skillbook: empty\n\n_No active skills._\n"

@@ -16,9 +16,9 @@ import pytest
 
 from proxy.trace_sink import FRAME_RECORDS, SinkFailed, TraceSink
 from proxy.tracing import TraceRecord, new_trace_id
-from store.db import open_database
-from store.migrations import migrate
-from store.traces import count_traces, get_trace
+from store import open_store
+from store.records import as_json
+from store.sqlite.db import open_database
 from tests.fakes import replies
 from tests.harness import RunningProxy
 
@@ -147,13 +147,13 @@ def _sink_pids(db_path: str) -> list[int]:
 def test_a_killed_trace_sink_is_restarted_and_loses_nothing(proxy: RunningProxy) -> None:
     assert post(proxy).status_code == 200
     proxy.traces(1)
-    [pid] = _sink_pids(proxy.config.store.path)
+    [pid] = _sink_pids(proxy.config.store.url)
     os.kill(pid, signal.SIGKILL)
     for _ in range(3):
         assert post(proxy).status_code == 200
     proxy.traces(4)
     assert health(proxy)["lost"] == 0
-    assert _sink_pids(proxy.config.store.path) != [pid]
+    assert _sink_pids(proxy.config.store.url) != [pid]
 
 
 def test_sink_stores_a_record_whose_values_marshal_refuses(tmp_path: Path) -> None:
@@ -177,19 +177,21 @@ def test_sink_stores_a_record_whose_values_marshal_refuses(tmp_path: Path) -> No
             await sink.write([record])
         finally:
             await sink.close()
-        stored = get_trace(db, record.id)
-        assert stored is not None and stored["session_id"] == "session-7"
+        stored = store.traces.get(record.id)
+        assert stored is not None and stored.session_id == "session-7"
 
-    db = open_database(tmp_path / "t.db")
-    migrate(db)
+    store = open_store(str(tmp_path / "t.db"))
+    store.migrate()
     asyncio.run(write())
+    store.close()
 
 
 def test_a_batch_retried_after_a_partial_commit_stores_every_row_once(tmp_path: Path) -> None:
     """The sink commits `FRAME_RECORDS` records per frame; when a later frame fails, the writer
     retries the whole batch, and the frames already committed must not make the retry fail."""
+    store = open_store(str(tmp_path / "t.db"))
+    store.migrate()
     db = open_database(tmp_path / "t.db")
-    migrate(db)
     records = [
         TraceRecord(
             id=new_trace_id(), created_at=time.time(), skillbook="default", method="GET", path="/"
@@ -208,14 +210,16 @@ def test_a_batch_retried_after_a_partial_commit_stores_every_row_once(tmp_path: 
         try:
             with pytest.raises(SinkFailed):
                 await sink.write(records)
-            assert count_traces(db) == FRAME_RECORDS  # the first frame is in, the second not
+            assert store.traces.count() == FRAME_RECORDS  # the first frame is in, not the second
             db.execute("DROP TRIGGER fail_once")
             await sink.write(records)
         finally:
             await sink.close()
 
     asyncio.run(write_twice())
-    assert count_traces(db) == len(records)
+    assert store.traces.count() == len(records)
+    store.close()
+    db.conn.close()
 
 
 def test_every_record_field_lands_in_its_own_column(tmp_path: Path) -> None:
@@ -261,11 +265,12 @@ def test_every_record_field_lands_in_its_own_column(tmp_path: Path) -> None:
         finally:
             await sink.close()
 
-    db = open_database(tmp_path / "t.db")
-    migrate(db)
+    store = open_store(str(tmp_path / "t.db"))
+    store.migrate()
     asyncio.run(write())
-    row = get_trace(db, good.id)
-    assert row is not None
+    stored = store.traces.get(good.id)
+    assert stored is not None
+    row = as_json(stored)
     expected = {
         "created_at": 1_700_000_000.5,
         "skillbook": "books",
@@ -291,6 +296,7 @@ def test_every_record_field_lands_in_its_own_column(tmp_path: Path) -> None:
         "response_json": answer,
     }
     assert {key: row[key] for key in expected} == expected
-    kept = get_trace(db, broken.id)
-    assert kept is not None and kept["path"] == "/v1/x" and kept["created_at"] == 2.0
-    assert kept["error"].startswith("trace row not built: KeyError")
+    kept = store.traces.get(broken.id)
+    store.close()
+    assert kept is not None and kept.path == "/v1/x" and kept.created_at == 2.0
+    assert kept.error is not None and kept.error.startswith("trace row not built: KeyError")

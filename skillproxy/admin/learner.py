@@ -9,7 +9,7 @@ from aiohttp import web
 from learner.service import learn_once
 from skillproxy.admin.guard import AdminError
 from skillproxy.admin.skills import state_of
-from store import learner_state
+from store.records import as_json
 
 
 async def list_runs(request: web.Request) -> web.Response:
@@ -17,10 +17,11 @@ async def list_runs(request: web.Request) -> web.Response:
         limit = int(request.query.get("limit", "20"))
     except ValueError:
         raise AdminError(400, "limit must be an integer", "invalid_query") from None
-    runs = await state_of(request).db.run(
-        learner_state.list_runs, skillbook=request.query.get("skillbook") or None, limit=limit
+    skillbook = request.query.get("skillbook") or None
+    runs = await state_of(request).store.run(
+        lambda store: store.learner.list_runs(skillbook=skillbook, limit=limit)
     )
-    return web.json_response({"data": runs})
+    return web.json_response({"data": as_json(runs)})
 
 
 async def run_now(request: web.Request) -> web.Response:

@@ -1,4 +1,4 @@
-"""Admin handlers for skillbooks and skills: thin wrappers over `store.skills`/`skillbooks`.
+"""Admin handlers for skillbooks and skills: thin wrappers over the store's repositories.
 
 Every write runs on the database thread, then refreshes this process's skillbook cache at once
 (other processes sharing the database see the new version on their next poll).
@@ -16,7 +16,8 @@ from proxy.routing import SKILLBOOK_NAME
 from proxy.skillbook_cache import prepare
 from proxy.state import STATE, ProxyState
 from skillproxy.admin.guard import AdminError, read_json
-from store import skillbooks, skills
+from store.records import Skillbook, as_json
+from store.rules import SETTINGS
 
 ACTOR_HEADER = "X-Admin-Actor"
 
@@ -66,96 +67,97 @@ def skillbook_name(request: web.Request) -> str:
     return name
 
 
-async def _changed(state: ProxyState, result: dict[str, Any], status: int = 200) -> web.Response:
+async def _changed(state: ProxyState, result: object, status: int = 200) -> web.Response:
     await state.skillbooks.refresh()
-    return web.json_response(result, status=status)
+    return web.json_response(as_json(result), status=status)
 
 
 async def list_skillbooks(request: web.Request) -> web.Response:
-    return web.json_response({"data": await state_of(request).db.run(skillbooks.list_all)})
+    books = await state_of(request).store.run(lambda store: store.skillbooks.list_all())
+    return web.json_response({"data": as_json(books)})
 
 
 async def get_skillbook(request: web.Request) -> web.Response:
     name = skillbook_name(request)
-    return web.json_response(await state_of(request).db.run(skillbooks.get, name))
+    book = await state_of(request).store.run(lambda store: store.skillbooks.get(name))
+    return web.json_response(as_json(book))
 
 
 async def get_settings(request: web.Request) -> web.Response:
     state, name = state_of(request), skillbook_name(request)
-    book = await state.db.run(skillbooks.get, name)
+    book = await state.store.run(lambda store: store.skillbooks.get(name))
     return web.json_response(_settings_view(state, book))
 
 
 async def update_settings(request: web.Request) -> web.Response:
     state, name = state_of(request), skillbook_name(request)
     body = Settings.model_validate(await read_json(request))
-    book = await state.db.run(skillbooks.update_settings, name, body.model_dump(exclude_unset=True))
+    changes = body.model_dump(exclude_unset=True)
+    book = await state.store.run(lambda store: store.skillbooks.update_settings(name, changes))
     await state.skillbooks.refresh()
     return web.json_response(_settings_view(state, book))
 
 
-def _settings_view(state: ProxyState, book: dict[str, Any]) -> dict[str, Any]:
-    own = book["settings"]
+def _settings_view(state: ProxyState, book: Skillbook) -> dict[str, Any]:
+    own = as_json(book.settings)
     defaults = state.config.skillbook
     effective = {
-        key: own[key] if own[key] is not None else getattr(defaults, key)
-        for key in skillbooks.SETTINGS
+        key: own[key] if own[key] is not None else getattr(defaults, key) for key in SETTINGS
     }
-    return {"skillbook": book["name"], "version": book["version"], **own, "effective": effective}
+    return {"skillbook": book.name, "version": book.version, **own, "effective": effective}
 
 
 async def list_skills(request: web.Request) -> web.Response:
     state, name = state_of(request), skillbook_name(request)
     query = request.query
-    found = await state.db.run(
-        skills.list_skills,
-        name,
-        status=query.get("status") or None,
-        section=query.get("section") or None,
-        text=query.get("q") or None,
+    status, section, text = query.get("status"), query.get("section"), query.get("q")
+    found = await state.store.run(
+        lambda store: store.skills.find(
+            name, status=status or None, section=section or None, text=text or None
+        )
     )
-    return web.json_response({"data": found})
+    return web.json_response({"data": as_json(found)})
 
 
 async def create_skill(request: web.Request) -> web.Response:
     state, name = state_of(request), skillbook_name(request)
     body = NewSkill.model_validate(await read_json(request))
-    created = await state.db.run(
-        skills.create,
-        name,
-        body.section,
-        body.content,
-        actor=actor(request),
-        evidence=[e.model_dump() for e in body.evidence],
+    who, evidence = actor(request), [(e.trace_id, e.reason) for e in body.evidence]
+    created = await state.store.run(
+        lambda store: store.skills.create(
+            name, body.section, body.content, actor=who, evidence=evidence
+        )
     )
     return await _changed(state, created, status=201)
 
 
 async def get_skill(request: web.Request) -> web.Response:
-    found = await state_of(request).db.run(skills.get, request.match_info["skill_id"])
-    return web.json_response(found)
+    skill_id = request.match_info["skill_id"]
+    found = await state_of(request).store.run(lambda store: store.skills.get(skill_id))
+    return web.json_response(as_json(found))
 
 
 async def edit_skill(request: web.Request) -> web.Response:
     state = state_of(request)
     body = SkillEdit.model_validate(await read_json(request))
-    edited = await state.db.run(
-        skills.edit,
-        request.match_info["skill_id"],
-        actor=actor(request),
-        content=body.content,
-        section=body.section,
+    skill_id, who = request.match_info["skill_id"], actor(request)
+    edited = await state.store.run(
+        lambda store: store.skills.edit(
+            skill_id, actor=who, content=body.content, section=body.section
+        )
     )
     return await _changed(state, edited)
 
 
 async def change_status(request: web.Request) -> web.Response:
     state = state_of(request)
-    changed = await state.db.run(
-        skills.transition,
+    skill_id, action, who = (
         request.match_info["skill_id"],
         request.match_info["action"],
-        actor=actor(request),
+        actor(request),
+    )
+    changed = await state.store.run(
+        lambda store: store.skills.transition(skill_id, action, actor=who)
     )
     return await _changed(state, changed)
 
@@ -163,8 +165,9 @@ async def change_status(request: web.Request) -> web.Response:
 async def rollback_skill(request: web.Request) -> web.Response:
     state = state_of(request)
     body = Rollback.model_validate(await read_json(request))
-    rolled = await state.db.run(
-        skills.rollback, request.match_info["skill_id"], body.revision, actor=actor(request)
+    skill_id, who = request.match_info["skill_id"], actor(request)
+    rolled = await state.store.run(
+        lambda store: store.skills.rollback(skill_id, body.revision, actor=who)
     )
     return await _changed(state, rolled)
 
@@ -173,7 +176,8 @@ async def compiled_prompt(request: web.Request) -> web.Response:
     """The section exactly as the proxy would inject it now, rendered from the store."""
     state, name = state_of(request), skillbook_name(request)
     encoding = encoding_name_for_model(request.query.get("model"))
-    prepared = await state.db.run(prepare, name, state.config.skillbook, [encoding])
+    defaults = state.config.skillbook
+    prepared = await state.store.run(lambda store: prepare(store, name, defaults, [encoding]))
     query = request.query.get("query", "")
     section = prepared.section(encoding, lambda: query)
     return web.json_response(

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from skillproxy.admin.guard import AdminError, read_json
 from skillproxy.admin.skills import actor, skillbook_name, state_of
-from store import transfer
+from store.records import as_json
 
 IMPORT_MODES = ("merge", "replace")
 
@@ -15,9 +15,9 @@ async def export_skillbook(request: web.Request) -> web.Response:
     state, name = state_of(request), skillbook_name(request)
     kind = request.query.get("format", "json")
     if kind == "json":
-        return web.json_response(await state.db.run(transfer.export_json, name))
+        return web.json_response(await state.store.run(lambda s: s.transfer.export_json(name)))
     if kind == "markdown":
-        text = await state.db.run(transfer.export_markdown, name)
+        text = await state.store.run(lambda s: s.transfer.export_markdown(name))
         return web.Response(text=text, content_type="text/markdown")
     raise AdminError(400, "format must be json or markdown", "invalid_query")
 
@@ -30,8 +30,9 @@ async def import_skillbook(request: web.Request) -> web.Response:
     document = await read_json(request)
     if not isinstance(document, dict):
         raise AdminError(422, "the import document must be a JSON object", "invalid_content")
-    summary = await state.db.run(
-        transfer.import_json, name, document, actor=actor(request), mode=mode
+    who = actor(request)
+    summary = await state.store.run(
+        lambda s: s.transfer.import_json(name, document, actor=who, mode=mode)
     )
     await state.skillbooks.refresh()
-    return web.json_response(summary)
+    return web.json_response(as_json(summary))

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import sqlite_utils
 
-from store.transaction import write_transaction
+from store.sqlite.transaction import write_transaction
 
 Migration = Callable[[sqlite_utils.Database], None]
 

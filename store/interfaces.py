@@ -1,0 +1,252 @@
+"""What a store backend provides: one repository per area, typed records in and out.
+
+`proxy/`, `learner/` and the admin API are written against these protocols only, so a second
+engine (PostgreSQL, for several proxies sharing one store) is a new package beside
+`store/sqlite/` that implements them, with no change above the store. Every method is one
+unit of work: it commits everything it changes or nothing, and callers never open
+transactions of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+from store.records import (
+    Cursor,
+    Episode,
+    Evidence,
+    Feedback,
+    GroupingPlan,
+    GroupingTrace,
+    ImportSummary,
+    LearnerRun,
+    NewFeedback,
+    ReflectedEpisode,
+    RunCounts,
+    Skill,
+    Skillbook,
+    SkillDetail,
+    SkillEvent,
+    Status,
+    Tag,
+    Trace,
+    TraceSummary,
+)
+
+
+class TraceRepository(Protocol):
+    def insert_values(self, values: Sequence[tuple[Any, ...]]) -> None:
+        """Rows in `store.TRACE_COLUMNS` order, all or none; a row already stored is skipped
+        (the trace sink retries a batch whole)."""
+
+    def get(self, trace_id: str) -> Trace | None: ...
+
+    def newest(
+        self, *, skillbook: str | None = None, limit: int = 50, before: float | None = None
+    ) -> list[TraceSummary]:
+        """Newest first; page with `before` = the last row's `created_at`."""
+        ...
+
+    def count(self) -> int: ...
+
+    def exists(self, trace_id: str) -> bool: ...
+
+    def session_exists(self, session_id: str) -> bool:
+        """A trace or an episode carries this session id."""
+        ...
+
+
+class SkillbookRepository(Protocol):
+    def ensure(self, name: str) -> None: ...
+
+    def versions(self) -> dict[str, int]:
+        """Every skillbook's version: a cache re-renders only those whose number moved."""
+        ...
+
+    def get(self, name: str) -> Skillbook: ...
+
+    def list_all(self) -> list[Skillbook]: ...
+
+    def update_settings(self, name: str, changes: dict[str, Any]) -> Skillbook:
+        """`None` returns a setting to the configured default; unknown keys are refused."""
+        ...
+
+
+class SkillRepository(Protocol):
+    def create(
+        self,
+        skillbook: str,
+        section: str,
+        content: str,
+        *,
+        actor: str,
+        status: Status = "pending",
+        evidence: Iterable[tuple[str, str]] = (),
+    ) -> SkillDetail:
+        """`evidence` is (trace id, reason) pairs."""
+        ...
+
+    def get(self, skill_id: str) -> SkillDetail: ...
+
+    def find(
+        self,
+        skillbook: str,
+        *,
+        status: str | None = None,
+        section: str | None = None,
+        text: str | None = None,
+    ) -> list[Skill]: ...
+
+    def active(self, skillbook: str) -> list[Skill]: ...
+
+    def transition(self, skill_id: str, action: str, *, actor: str) -> SkillDetail: ...
+
+    def edit(
+        self,
+        skill_id: str,
+        *,
+        actor: str,
+        content: str | None = None,
+        section: str | None = None,
+    ) -> SkillDetail: ...
+
+    def rollback(self, skill_id: str, revision: int, *, actor: str) -> SkillDetail: ...
+
+    def tag(
+        self, skill_id: str, tag: Tag, *, actor: str, trace_id: str | None = None, reason: str = ""
+    ) -> SkillDetail: ...
+
+    def evidence(self, skill_id: str) -> list[Evidence]: ...
+
+    def history(self, skill_id: str) -> list[SkillEvent]: ...
+
+
+class TransferRepository(Protocol):
+    def export_json(self, name: str) -> dict[str, Any]:
+        """The `skillproxy.skillbook/1` document: a file format, so plain JSON."""
+        ...
+
+    def export_markdown(self, name: str) -> str: ...
+
+    def import_json(
+        self, name: str, document: object, *, actor: str, mode: str = "merge"
+    ) -> ImportSummary: ...
+
+
+class EpisodeRepository(Protocol):
+    """Traces grouped into conversations; the grouping rules are the learner's."""
+
+    def cursor(self) -> Cursor | None: ...
+
+    def traces_after(
+        self, cursor: Cursor | None, *, horizon: float, limit: int
+    ) -> list[GroupingTrace]:
+        """Traces past `cursor` created before `horizon`, in (created_at, id) order."""
+        ...
+
+    def heads(self, skillbook: str, keys: Iterable[str]) -> dict[str, str]:
+        """Conversation-head key -> episode id, for the keys that are stored."""
+        ...
+
+    def sessions(self, skillbook: str, keys: Iterable[str]) -> dict[str, str]:
+        """Session key -> episode id, for the keys that have an episode."""
+        ...
+
+    def negatively_rated(
+        self, trace_ids: Iterable[str], session_keys: Iterable[str]
+    ) -> tuple[set[str], set[tuple[str, str]]]:
+        """Of these, the trace ids and (skillbook, session) pairs with negative feedback."""
+        ...
+
+    def commit_grouping(self, plan: GroupingPlan, *, read_at: Cursor | None, to: Cursor) -> bool:
+        """Apply a batch and move the cursor from `read_at` to `to`; False (nothing written)
+        when another grouper moved the cursor since the batch was read."""
+        ...
+
+    def ready(
+        self, skillbook: str, *, idle_s: float, now: float | None = None, limit: int = 100
+    ) -> list[Episode]:
+        """Open episodes idle for `idle_s` up to the grouping cursor, oldest first."""
+        ...
+
+    def get(self, episode_id: str) -> Episode: ...
+
+    def signal(self, episode_id: str) -> bool: ...
+
+    def traces(self, episode_id: str) -> list[Trace]:
+        """Oldest first."""
+        ...
+
+    def feedback(self, episode_id: str) -> list[Feedback]:
+        """Feedback on any of the episode's traces or on its session."""
+        ...
+
+
+class FeedbackRepository(Protocol):
+    def add(self, feedback: NewFeedback) -> int: ...
+
+
+class LearnerRepository(Protocol):
+    """Runs with their spend, leases, and each episode's outcome."""
+
+    def start_run(self, skillbook: str) -> int: ...
+
+    def finish_run(self, run: int, status: str, error: str | None = None) -> None: ...
+
+    def list_runs(
+        self, *, skillbook: str | None = None, limit: int = 20, run: int | None = None
+    ) -> list[LearnerRun]: ...
+
+    def tokens_since(self, since: float) -> int: ...
+
+    def acquire_lease(self, skillbook: str, owner: str, seconds: float) -> bool:
+        """Take or renew the skillbook's lease; False while another owner holds it."""
+        ...
+
+    def release_lease(self, skillbook: str, owner: str) -> None: ...
+
+    def close_episode(
+        self, episode_id: str, run: int, status: str, error: str | None, counts: RunCounts
+    ) -> None:
+        """Mark an episode skipped or failed, with what it cost, in one unit."""
+        ...
+
+    def commit_reflection(self, outcome: ReflectedEpisode) -> list[str]:
+        """Apply the skill operations, save the reflection, mark the episode reflected and
+        count the run, all or nothing; returns the ids of the skills it created."""
+        ...
+
+
+class Store(Protocol):
+    """One connection's worth of repositories; open one with `store.open_store(url)`."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def traces(self) -> TraceRepository: ...
+
+    @property
+    def skillbooks(self) -> SkillbookRepository: ...
+
+    @property
+    def skills(self) -> SkillRepository: ...
+
+    @property
+    def transfer(self) -> TransferRepository: ...
+
+    @property
+    def episodes(self) -> EpisodeRepository: ...
+
+    @property
+    def feedback(self) -> FeedbackRepository: ...
+
+    @property
+    def learner(self) -> LearnerRepository: ...
+
+    def migrate(self) -> list[str]:
+        """Apply pending schema migrations; returns the names applied now."""
+        ...
+
+    def close(self) -> None: ...

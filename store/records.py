@@ -1,0 +1,308 @@
+"""The typed records that cross the store's boundary, in and out, whatever the engine.
+
+Frozen dataclasses, so a caller cannot mistake a read for a handle on the row. `as_json`
+turns any of them (or a list of them) into the plain JSON the admin API has always answered
+with: field names are the column names, nested records become objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Status = Literal["pending", "active", "rejected", "archived"]
+Tag = Literal["helpful", "harmful", "neutral"]
+EpisodeStatus = Literal["open", "reflected", "failed", "skipped"]
+Cursor = tuple[float, str]
+"""Where episode grouping stands: the (created_at, id) of the last trace it has seen."""
+
+
+def as_json(value: Any) -> Any:
+    """A record, a list of records or a plain value, as JSON-ready data."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, list | tuple):
+        return [as_json(item) for item in value]
+    return value
+
+
+# Skillbooks and skills
+
+
+@dataclass(frozen=True, slots=True)
+class SkillbookSettings:
+    """A skillbook's own settings; `None` means "the configured default"."""
+
+    token_budget: int | None = None
+    ranking: str | None = None
+    auto_approve: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SkillCounts:
+    pending: int = 0
+    active: int = 0
+    rejected: int = 0
+    archived: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Skillbook:
+    name: str
+    version: int
+    settings: SkillbookSettings
+    skills: SkillCounts
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Skill:
+    id: str
+    skillbook: str
+    section: str
+    content: str
+    status: Status
+    helpful: int
+    harmful: int
+    neutral: int
+    revision: int
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    trace_id: str
+    reason: str
+    source: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SkillEvent:
+    """One line of a skill's history; `before`/`after` are the state snapshots it moved between."""
+
+    revision: int
+    action: str
+    actor: str
+    at: float
+    before: dict[str, Any] | None
+    after: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SkillDetail(Skill):
+    evidence: list[Evidence] = field(default_factory=list)
+    history: list[SkillEvent] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportSummary:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    archived: int = 0
+
+
+# Traces
+
+
+@dataclass(frozen=True, slots=True)
+class TraceSummary:
+    """A trace without its bodies: what a listing shows."""
+
+    id: str
+    created_at: float
+    skillbook: str
+    format: str | None
+    method: str
+    path: str
+    model: str | None
+    stream: bool
+    status: int | None
+    latency_ms: float | None
+    ttfb_ms: float | None
+    input_tokens: int | None
+    output_tokens: int | None
+    key_fingerprint: str | None
+    error: str | None
+    client_disconnected: bool
+    session_id: str | None
+    episode_id: str | None
+    skillbook_version: int | None
+    injected_skill_ids: Any
+    skill_tokens: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Trace(TraceSummary):
+    """One whole exchange; bodies are parsed JSON, or the stored text when it is not JSON."""
+
+    request_json: Any = None
+    response_json: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupingTrace:
+    """What episode grouping reads of a trace: its keys and its bodies as stored (text)."""
+
+    id: str
+    created_at: float
+    skillbook: str
+    format: str | None
+    status: int | None
+    error: str | None
+    client_disconnected: bool
+    session_id: str | None
+    request_json: str | None
+    response_json: str | None
+
+
+# Episodes, feedback and the learner
+
+
+@dataclass(frozen=True, slots=True)
+class Episode:
+    id: str
+    skillbook: str
+    session_key: str | None
+    first_at: float
+    last_at: float
+    trace_count: int
+    status: EpisodeStatus
+    reflected_at: float | None
+    error: str | None
+    signal: bool
+    """Something went wrong: an error, a hang-up, negative feedback (read live)."""
+
+
+@dataclass(slots=True)
+class EpisodeChange:
+    """A new episode, or what a grouping batch adds to an existing one."""
+
+    id: str
+    skillbook: str
+    session_key: str | None
+    new: bool
+    first_at: float | None = None
+    last_at: float | None = None
+    count: int = 0
+    signal: bool = False
+
+
+@dataclass(slots=True)
+class GroupingPlan:
+    """One grouping batch's writes: episodes, (episode, trace) links, (skillbook, head, episode)."""
+
+    episodes: dict[str, EpisodeChange] = field(default_factory=dict)
+    links: list[tuple[str, str]] = field(default_factory=list)
+    heads: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class NewFeedback:
+    skillbook: str
+    trace_id: str | None
+    session_id: str | None
+    score: float | None
+    label: str | None
+    comment: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    seq: int
+    trace_id: str | None
+    session_id: str | None
+    skillbook: str
+    score: float | None
+    label: str | None
+    comment: str | None
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class LearnerRun:
+    seq: int
+    skillbook: str
+    started_at: float
+    finished_at: float | None
+    status: str
+    episodes: int
+    reflections: int
+    failures: int
+    proposals: int
+    merged: int
+    tags: int
+    llm_calls: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunCounts:
+    """What one episode adds to its run's counters."""
+
+    episodes: int = 0
+    reflections: int = 0
+    failures: int = 0
+    proposals: int = 0
+    merged: int = 0
+    tags: int = 0
+    llm_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+# The skill manager's delta operations, applied by the store in one transaction
+
+
+@dataclass(frozen=True, slots=True)
+class TagSkill:
+    """Count one helpful/harmful/neutral vote, with the trace that earned it as evidence."""
+
+    skill_id: str
+    tag: Tag
+    trace_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProposeSkill:
+    """Create a skill (`pending`, or `active` where the skillbook auto-approves)."""
+
+    section: str
+    content: str
+    status: Status
+    trace_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AddEvidence:
+    """Link a trace to an existing skill: a merged duplicate, a suggested removal."""
+
+    skill_id: str
+    trace_id: str
+    reason: str
+
+
+SkillOperation = TagSkill | ProposeSkill | AddEvidence
+
+
+@dataclass(frozen=True, slots=True)
+class ReflectedEpisode:
+    """Everything one reflection changes, committed together or not at all."""
+
+    episode_id: str
+    skillbook: str
+    run: int
+    actor: str
+    operations: list[SkillOperation]
+    reflection: dict[str, Any]
+    counts: RunCounts

@@ -1,0 +1,102 @@
+"""The `traces` table: one row per exchange that went through the proxy.
+
+The proxy hands over finished rows; this module only inserts and reads them, so the schema and
+its SQL live in one place. Bodies are stored as JSON text exactly as received.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import sqlite_utils
+
+from store.columns import TRACE_COLUMNS
+from store.records import Trace, TraceSummary
+from store.sqlite.skillbooks import ENSURE_SKILLBOOK
+from store.sqlite.transaction import write_transaction
+
+_SKILLBOOK = TRACE_COLUMNS.index("skillbook")
+SUMMARY_COLUMNS = tuple(c for c in TRACE_COLUMNS if c not in ("request_json", "response_json"))
+
+# OR IGNORE: a batch is retried whole when the sink fails part-way (or dies after committing but
+# before saying so), and the rows already stored must not fail the retry. Ids are unique by
+# construction (time, a per-process random tag, a counter), so nothing else is ever ignored.
+_INSERT = (
+    f"INSERT OR IGNORE INTO traces ({', '.join(TRACE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in TRACE_COLUMNS)})"
+)
+
+
+class SQLiteTraces:
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        self._db = db
+
+    def insert_values(self, values: Sequence[tuple[Any, ...]]) -> None:
+        with write_transaction(self._db):
+            self._db.conn.executemany(_INSERT, values)
+            now = time.time()
+            names = {row[_SKILLBOOK] for row in values}
+            self._db.conn.executemany(ENSURE_SKILLBOOK, [(name, now) for name in names])
+
+    def get(self, trace_id: str) -> Trace | None:
+        cursor = self._db.conn.execute(
+            f"SELECT {', '.join(TRACE_COLUMNS)} FROM traces WHERE id = ?", (trace_id,)
+        )
+        row = cursor.fetchone()
+        return Trace(**_decode(dict(zip(TRACE_COLUMNS, row, strict=True)))) if row else None
+
+    def newest(
+        self, *, skillbook: str | None = None, limit: int = 50, before: float | None = None
+    ) -> list[TraceSummary]:
+        where: list[str] = []
+        params: list[Any] = []
+        if skillbook is not None:
+            where.append("skillbook = ?")
+            params.append(skillbook)
+        if before is not None:
+            where.append("created_at < ?")
+            params.append(before)
+        sql = f"SELECT {', '.join(SUMMARY_COLUMNS)} FROM traces"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC LIMIT ?"
+        rows = self._db.conn.execute(sql, (*params, limit)).fetchall()
+        return [
+            TraceSummary(**_decode(dict(zip(SUMMARY_COLUMNS, row, strict=True)))) for row in rows
+        ]
+
+    def count(self) -> int:
+        return int(self._db.conn.execute("SELECT count(*) FROM traces").fetchone()[0])
+
+    def exists(self, trace_id: str) -> bool:
+        found = self._db.conn.execute("SELECT 1 FROM traces WHERE id = ?", (trace_id,))
+        return found.fetchone() is not None
+
+    def session_exists(self, session_id: str) -> bool:
+        conn = self._db.conn
+        found = conn.execute("SELECT 1 FROM traces WHERE session_id = ? LIMIT 1", (session_id,))
+        if found.fetchone() is not None:
+            return True
+        found = conn.execute("SELECT 1 FROM episodes WHERE session_key = ? LIMIT 1", (session_id,))
+        return found.fetchone() is not None
+
+
+def decode_trace(columns: Sequence[str], row: Sequence[Any]) -> Trace:
+    """A full `traces` row, read in `columns` order, as a record."""
+    return Trace(**_decode(dict(zip(columns, row, strict=True))))
+
+
+def _decode(row: dict[str, Any]) -> dict[str, Any]:
+    for key in ("request_json", "response_json", "injected_skill_ids"):
+        text = row.get(key)
+        if isinstance(text, str):
+            # a non-JSON body stays text: still worth showing as it was
+            with contextlib.suppress(ValueError):
+                row[key] = json.loads(text)
+    row["stream"] = bool(row["stream"])
+    row["client_disconnected"] = bool(row["client_disconnected"])
+    return row
