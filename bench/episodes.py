@@ -2,7 +2,7 @@
 
 Conversations of `--turns` turns (the answers alternate between a tool call, whose result the
 next request carries, and text, followed by a new user message) are interleaved in time the way
-concurrent agents' traffic is, written with the proxy's own `insert_traces`, then grouped with
+concurrent agents' traffic is, written through the store's own trace insert, then grouped with
 `group_new_traces` until caught up. Only the grouping is timed. Prints one JSON line.
 
     python bench/episodes.py                  # 100,000 traces
@@ -21,9 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from learner.episodes import group_new_traces
-from store.db import open_database
-from store.migrations import migrate
-from store.traces import insert_traces
+from store import TRACE_COLUMNS, open_store
 
 SYSTEM = (
     "You are a careful support agent for an online bookshop. Look orders up with the tools "
@@ -98,17 +96,18 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        db = open_database(Path(tmp) / "bench.db")
-        migrate(db)
+        store = open_store(str(Path(tmp) / "bench.db"))
+        store.migrate()
         rows = build_rows(args.traces, args.turns, args.concurrent, args.seed)
         for start in range(0, len(rows), 5000):
-            insert_traces(db, rows[start : start + 5000])
+            chunk = rows[start : start + 5000]
+            store.traces.insert_values([tuple(map(r.get, TRACE_COLUMNS)) for r in chunk])
         body_mb = sum(len(r["request_json"]) + len(r["response_json"]) for r in rows) / 1e6
 
         started = time.perf_counter()
         grouped = episodes = calls = 0
         while True:
-            result = group_new_traces(db, limit=args.batch, settle_s=0)
+            result = group_new_traces(store, limit=args.batch, settle_s=0)
             calls += 1
             grouped += result.grouped
             episodes += result.new_episodes
@@ -128,7 +127,7 @@ def main() -> None:
             "traces_per_s": round(grouped / seconds),
             "episodes_per_s": round(episodes / seconds),
         }
-        db.conn.close()
+        store.close()
     print(json.dumps(report), flush=True)
     if episodes != expected or grouped != len(rows):
         sys.exit("grouping went wrong: see episodes and grouped against the expected counts")

@@ -49,7 +49,7 @@ def _switch_interval_only(app: web.Application) -> None:
 
 def main() -> None:
     if os.environ.get("GC_PROBE_DEFAULT") == "1":
-        cli.tune_for_serving = _switch_interval_only  # type: ignore[assignment]
+        cli.tune_for_serving = _switch_interval_only  # type: ignore[attr-defined]
     gc.callbacks.append(_watch)
     out = Path(os.environ["GC_PROBE_OUT"])
     threading.Thread(target=_report, args=(out,), daemon=True).start()

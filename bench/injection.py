@@ -32,10 +32,8 @@ from core.formats import CHAT  # noqa: E402
 from proxy.injection import inject  # noqa: E402
 from proxy.skillbook_cache import SkillbookCache  # noqa: E402
 from proxy.tracing import TraceRecord  # noqa: E402
-from store import skillbooks, skills  # noqa: E402
-from store.db import open_database  # noqa: E402
-from store.migrations import migrate  # noqa: E402
-from store.worker import DatabaseWorker  # noqa: E402
+from store import open_store  # noqa: E402
+from store.worker import StoreWorker  # noqa: E402
 
 TARGET_ADDED_P50_MS = 0.1
 CHAT_PATH = "/v1/chat/completions"
@@ -48,34 +46,31 @@ BODY = {
     ],
 }
 
-RAW = json.dumps(BODY).encode()
-
 
 def build_skillbook(path: Path, count: int = 200) -> None:
-    db = open_database(path)
-    migrate(db)
+    store = open_store(str(path))
+    store.migrate()
     for i in range(count):
         topic = TOPICS[i % len(TOPICS)]
-        skill = skills.create(
-            db,
+        skill = store.skills.create(
             "big",
             topic,
             f"When a customer mentions {topic} case {i}, confirm the order number and explain "
             f"step {i % 7 + 1} of the {topic} policy before offering anything else.",
             actor="bench",
         )
-        skills.transition(db, skill["id"], "approve", actor="bench")
+        store.skills.transition(skill.id, "approve", actor="bench")
         for _ in range(i % 5):
-            skills.tag(db, skill["id"], "helpful", actor="bench")
-    skillbooks.ensure(db, "none")
-    db.conn.close()
+            store.skills.tag(skill.id, "helpful", actor="bench")
+    store.skillbooks.ensure("none")
+    store.close()
 
 
 def per_request_cost(path: Path, ranking: str, calls: int = 20000) -> dict[str, float]:
     """Microseconds a request pays for injection, with and without skills."""
 
     async def measure() -> dict[str, float]:
-        worker = DatabaseWorker(path)
+        worker = StoreWorker(str(path))
         cache = SkillbookCache(worker, SkillbookConfig(ranking=ranking))  # type: ignore[arg-type]
         await cache.refresh()
         await cache.add_encoding("o200k_base")
@@ -85,11 +80,11 @@ def per_request_cost(path: Path, ranking: str, calls: int = 20000) -> dict[str, 
             headers: dict[str, str] = {}
             start = time.perf_counter()
             for _ in range(calls):
-                inject(cache, CHAT, BODY, RAW, record, headers)
+                inject(cache, CHAT, BODY, record, headers)
             out[book] = (time.perf_counter() - start) / calls * 1e6
         record = TraceRecord("t", 0.0, "big", "POST", CHAT_PATH, model="gpt-4o-mini")
         headers = {}
-        inject(cache, CHAT, BODY, RAW, record, headers)
+        inject(cache, CHAT, BODY, record, headers)
         out["skills_injected"] = float(headers["X-Skills-Injected"])
         out["skill_tokens"] = float(headers["X-Skill-Tokens"])
         worker.close()
@@ -126,7 +121,7 @@ def end_to_end(path: Path, duration: float, repeat: int) -> dict[str, list[float
             [
                 sys.executable,
                 "-m",
-                "proxy",
+                "skillproxy",
                 "serve",
                 "--port",
                 str(proxy_port),

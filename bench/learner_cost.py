@@ -32,10 +32,7 @@ from core.config import load_config  # noqa: E402
 from core.tokens import count_tokens  # noqa: E402
 from learner.service import learn_once  # noqa: E402
 from proxy.skillbook_cache import prepare  # noqa: E402
-from store import skills  # noqa: E402
-from store.db import open_database  # noqa: E402
-from store.migrations import migrate  # noqa: E402
-from store.traces import insert_traces  # noqa: E402
+from store import TRACE_COLUMNS, open_store  # noqa: E402
 
 SIZES = (0, 50, 200)
 REFLECTION = json.dumps(
@@ -107,25 +104,24 @@ def fake_model() -> tuple[Callable[[], None], str]:
 
 
 def build(db_path: Path, episodes: int) -> None:
-    db = open_database(db_path)
-    migrate(db)
+    store = open_store(str(db_path))
+    store.migrate()
     past = time.time() - 3600
     for size in SIZES:
         book = f"book-{size}"
         for i in range(size):
             topic = ("returns", "billing", "shipping", "tone")[i % 4]
-            created = skills.create(
-                db,
+            created = store.skills.create(
                 book,
                 topic,
                 f"When a customer raises {topic} case {i}, confirm the order first and explain "
                 f"step {i % 7 + 1} of the {topic} policy before offering anything.",
                 actor="bench",
             )
-            skills.transition(db, created["id"], "approve", actor="bench")
+            store.skills.transition(created.id, "approve", actor="bench")
         defaults = load_config(environ={}).skillbook
         section = (
-            prepare(db, book, defaults, ["cl100k_base"]).static["cl100k_base"] if size else None
+            prepare(store, book, defaults, ["cl100k_base"]).static["cl100k_base"] if size else None
         )
         injected = list(section.skill_ids) if section else []
         rows = []
@@ -167,8 +163,8 @@ def build(db_path: Path, episodes: int) -> None:
                     {"role": "assistant", "content": answer},
                     {"role": "user", "content": "It arrived 60 days ago."},
                 ]
-        insert_traces(db, rows)
-    db.conn.close()
+        store.traces.insert_values([tuple(map(row.get, TRACE_COLUMNS)) for row in rows])
+    store.close()
 
 
 def main() -> None:
@@ -197,7 +193,7 @@ def report(api_base: str, episodes: int) -> list[tuple[int, float]]:
         config = load_config(
             environ={},
             overrides={
-                "store": {"path": str(db_path)},
+                "store": {"url": str(db_path)},
                 "learner": {
                     "model": "openai/bench-model",
                     "api_base": api_base,
@@ -215,16 +211,10 @@ def report(api_base: str, episodes: int) -> list[tuple[int, float]]:
         for size in SIZES:
             [run] = learn_once(config, skillbook=f"book-{size}")
             n = max(run.reflections, 1)
-            db = open_database(db_path)
-            injected = len(
-                json.loads(
-                    db.execute(
-                        "SELECT injected_skill_ids FROM traces WHERE skillbook = ? LIMIT 1",
-                        [f"book-{size}"],
-                    ).fetchone()[0]
-                )
-            )
-            db.conn.close()
+            store = open_store(str(db_path))
+            [trace] = store.traces.newest(skillbook=f"book-{size}", limit=1)
+            injected = len(trace.injected_skill_ids)
+            store.close()
             print(
                 f"| {size} | {injected} | {run.reflections} | {run.input_tokens / n:.0f} | "
                 f"{run.output_tokens / n:.0f} |"

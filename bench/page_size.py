@@ -1,6 +1,6 @@
 """What the SQLite page size costs the trace sink: CPU per trace row written, 4 KiB vs 16 KiB.
 
-Synthetic rows (`synthetic.py`) go into a fresh database through `store.traces.insert_traces`
+Synthetic rows (`synthetic.py`) go into a fresh database through the store's trace insert
 in frames of 1,000, as the trace sink commits them, with SQLite's automatic WAL checkpoints on
 (they are most of the difference). CPU is the process's, so a slow disk does not count.
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from store_bench import timed_inserts
 
 from proxy.trace_sink import FRAME_RECORDS
-from store.db import PAGE_SIZE
+from store.sqlite.db import PAGE_SIZE
 
 SQLITE_DEFAULT_PAGE_SIZE = 4096
 

@@ -9,6 +9,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from store import TRACE_COLUMNS
+
 SKILLBOOKS = ("bench", "support-bot", "coding-agent", "sales", "ops")
 START = 1_760_000_000.0  # a fixed epoch, so runs are comparable
 SPACING_S = 2.5  # one trace every 2.5 s: a million span about a month
@@ -100,3 +102,8 @@ def batches(total: int, size: int, first: int = 0) -> Iterator[list[dict[str, An
 
 def created_at(n: int) -> float:
     return START + n * SPACING_S
+
+
+def values(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """Rows as the store takes them: tuples in `TRACE_COLUMNS` order (what the sink builds)."""
+    return [tuple(map(row.get, TRACE_COLUMNS)) for row in rows]

@@ -79,7 +79,7 @@ def test_example_file_lists_every_setting_with_a_comment_and_its_default() -> No
         assert section in data, f"[{section}] missing from config.example.toml"
         model = field.annotation
         assert model is not None
-        for key, sub in model.model_fields.items():  # type: ignore[union-attr]
+        for key, sub in model.model_fields.items():
             assert key in data[section], f"{section}.{key} missing from config.example.toml"
             assert data[section][key] == sub.default, f"{section}.{key} differs from its default"
             index = next(i for i, line in enumerate(lines) if line.startswith(f"{key} ="))

@@ -93,7 +93,7 @@ def test_thinking_blocks_and_signatures_arrive_untouched(proxy: RunningProxy) ->
         model="claude-test-model",
         max_tokens=10,
         thinking={"type": "enabled", "budget_tokens": 1024},
-        messages=history,  # type: ignore[arg-type]
+        messages=history,  # type: ignore[call-overload]
     )
     sent = proxy.provider.last
     assert sent.json()["messages"] == history
@@ -110,10 +110,10 @@ def test_streamed_tool_use_and_thinking_are_relayed_and_folded(proxy: RunningPro
     ) as stream:
         final = stream.get_final_message()
     assert final.content[0].type == "thinking"
-    assert final.content[0].signature  # type: ignore[union-attr]
+    assert final.content[0].signature
     [trace] = proxy.traces(1)
     folded = trace["response_json"]
-    assert folded["content"][0]["signature"] == final.content[0].signature  # type: ignore[union-attr]
+    assert folded["content"][0]["signature"] == final.content[0].signature
     assert folded["content"][1]["text"] == "Looking it up."
     assert folded["stop_reason"] == final.stop_reason
     assert trace["stream"] is True

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import httpx
 import openai
+from openai.types.chat import ChatCompletionToolParam
 
 from tests.fakes import replies
 from tests.harness import RunningProxy
 
-TOOLS = [
+TOOLS: list[ChatCompletionToolParam] = [
     {
         "type": "function",
         "function": {
@@ -121,7 +122,7 @@ def test_streamed_tool_calls_are_folded_with_full_arguments(proxy: RunningProxy)
     stream = client(proxy).chat.completions.create(
         model="gpt-4o-mini",
         messages=[{"role": "user", "content": "where is A-1001?"}],
-        tools=TOOLS,  # type: ignore[arg-type]
+        tools=TOOLS,
         stream=True,
     )
     pieces: dict[int, str] = {}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
 import openai
@@ -58,7 +58,7 @@ def test_body_over_the_limit_is_413(make_proxy: Callable[..., RunningProxy]) -> 
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "request_too_large"
 
-    def chunked() -> bytes:  # no Content-Length: the limit must hold while reading
+    def chunked() -> Iterator[bytes]:  # no Content-Length: the limit must hold while reading
         yield b'{"model": "m", "messages": [{"role": "user", "content": "'
         yield b"y" * 5000
         yield b'"}]}'

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
 from core import jsonio
 from core.formats import CHAT, MESSAGES, RESPONSES, WireFormat
@@ -40,9 +41,10 @@ def chat(proxy: RunningProxy, skillbook: str, **body: Any) -> openai.types.chat.
             {"role": "user", "content": "I want to return my shoes."},
         ],
     )
-    return client.chat.completions.create(
+    completion: ChatCompletion = client.chat.completions.create(
         model=body.pop("model", "gpt-4o-mini"), messages=messages, **body
     )
+    return completion
 
 
 RETURN_RULE = (
@@ -56,7 +58,7 @@ def test_approved_skill_is_appended_after_client_system_text_and_nothing_else_ch
 ) -> None:
     skill_id = add_skill(proxy, "support", "returns", RETURN_RULE)
     client = proxy.openai("support")
-    messages = [
+    messages: list[ChatCompletionMessageParam] = [
         {"role": "system", "content": "You are a support agent."},
         {"role": "user", "content": "I want to return my shoes."},
     ]
@@ -64,7 +66,7 @@ def test_approved_skill_is_appended_after_client_system_text_and_nothing_else_ch
         model="gpt-4o-mini",
         messages=messages,
         temperature=0.2,
-        tools=[],  # type: ignore[arg-type]
+        tools=[],
     )
     sent = proxy.provider.last.json()
     system = sent["messages"][0]["content"]
