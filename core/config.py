@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from store.url import StoreURL, StoreURLError, parse_store_url
+from store.url import StoreURL, StoreURLError, hide_password, parse_store_url
 
 ENV_PREFIX = "SKILLPROXY_"
 CLIENT_VARIABLES = frozenset({"SKILLPROXY_URL"})
@@ -69,7 +69,7 @@ class StoreConfig(_Section):
     @classmethod
     def _supported(cls, value: str) -> str:
         try:
-            parse_store_url(value)
+            parse_store_url(value, setting="")
         except StoreURLError as exc:
             raise ValueError(str(exc)) from None
         return value
@@ -186,7 +186,17 @@ def _merge(into: dict[str, dict[str, Any]], new: Mapping[str, Any], *, source: s
     for section, values in new.items():
         if not isinstance(values, Mapping):
             raise ConfigError(f"{source}: [{section}] must be a table of settings, got {values!r}")
-        into.setdefault(section, {}).update(values)
+        into.setdefault(section, {}).update(_renamed(section, dict(values), source))
+
+
+def _renamed(section: str, values: dict[str, Any], source: str) -> dict[str, Any]:
+    """Older names of settings, read as the new ones before sources are layered, so a later
+    source's `url` overrides an earlier one's `path`."""
+    if section == "store" and "path" in values:
+        if "url" in values:
+            raise ConfigError(f"{source}: give store.url or store.path (its older name), not both")
+        values["url"] = values.pop("path")
+    return values
 
 
 def _describe(exc: ValidationError) -> str:
@@ -195,6 +205,10 @@ def _describe(exc: ValidationError) -> str:
         key = ".".join(str(part) for part in err["loc"])
         if err["type"] == "extra_forbidden":
             lines.append(f"unknown setting {key!r}")
+        elif err["type"] == "value_error":  # our own validators: the message says it all
+            message = str(err["msg"]).removeprefix("Value error, ")
+            lines.append(f"invalid setting {key!r}: {message}")
         else:
-            lines.append(f"invalid setting {key!r}: {err['msg']} (got {err.get('input')!r})")
+            shown = hide_password(repr(err.get("input")))
+            lines.append(f"invalid setting {key!r}: {err['msg']} (got {shown})")
     return "; ".join(lines)

@@ -100,5 +100,5 @@ def plan_reflection(
 
 
 def _clean_section(section: str) -> str:
-    cleaned = re.sub(r"[^a-z0-9 _-]+", " ", section.lower()).strip()
-    return cleaned[:40].strip() or "general"
+    cleaned = re.sub(r"[^a-z0-9 _-]+", " ", section.lower()).strip(" _-")
+    return cleaned[:40].strip(" _-") or "general"

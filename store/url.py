@@ -30,29 +30,31 @@ class StoreURL:
 
 
 def parse_store_url(value: str, *, setting: str = "store.url") -> StoreURL:
+    """`setting` names the value in messages; "" leaves it to the caller (the config does)."""
+    where = f"{setting}: " if setting else ""
     text = value.strip()
     if not text:
-        raise StoreURLError(f"{setting} is empty: give a file path or sqlite:///path")
+        raise StoreURLError(f"{where}empty: give a file path or sqlite:///path")
     scheme = _SCHEME.match(text)
     if scheme is None or _is_windows_drive(text):
         return StoreURL("sqlite", text)
-    name = scheme.group(1).lower()
+    name, shown = scheme.group(1).lower(), hide_password(text)
     if name != "sqlite":
         raise StoreURLError(
-            f"{setting}: {name!r} stores are not supported by this build "
-            f"(got {_without_password(text)!r}); use a file path or sqlite:///path"
+            f"{where}{name!r} stores are not supported by this build "
+            f"(got {shown!r}); use a file path or sqlite:///path"
         )
     rest = text[scheme.end() :]
     if not rest.startswith("//"):
-        raise StoreURLError(f"{setting}: write SQLite URLs as sqlite:///path, got {text!r}")
+        raise StoreURLError(f"{where}write SQLite URLs as sqlite:///path, got {shown!r}")
     host, _, path = rest[2:].partition("/")
     if host:
         raise StoreURLError(
-            f"{setting}: a SQLite URL has no host (sqlite:///relative.db or "
-            f"sqlite:////absolute/path.db), got {text!r}"
+            f"{where}a SQLite URL has no host (sqlite:///relative.db or "
+            f"sqlite:////absolute/path.db), got {shown!r}"
         )
     if not path or "?" in path:
-        raise StoreURLError(f"{setting}: no database file in {text!r}")
+        raise StoreURLError(f"{where}no database file in {shown!r}")
     return StoreURL("sqlite", path)
 
 
@@ -60,6 +62,15 @@ def _is_windows_drive(text: str) -> bool:
     return len(text) > 2 and text[1] == ":" and text[2] in "\\/"
 
 
-def _without_password(text: str) -> str:
-    """`user:secret@host` -> `user:***@host`, so an error message never repeats a password."""
-    return re.sub(r"(//[^/:@]*:)[^/@]*@", r"\1***@", text)
+_SECRET_PARAM = re.compile(r"([?&](?:password|passwd|pwd|pass|secret|token|key)=)[^&#]*", re.I)
+
+
+def hide_password(text: str) -> str:
+    """`user:secret@host` -> `user:***@host` (a raw `@` or `/` in the password included), and
+    `?password=...` likewise, so an error message never repeats a password."""
+    scheme, sep, rest = text.partition("//")
+    if sep and "@" in rest:
+        userinfo, _, host = rest.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        rest = f"{user}:***@{host}" if colon else rest
+    return _SECRET_PARAM.sub(r"\1***", scheme + sep + rest)

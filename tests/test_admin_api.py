@@ -1,4 +1,8 @@
-"""The admin API: auth on every route, the skill lifecycle, history, errors that say why."""
+"""The admin API: auth on every route, the skill lifecycle, history, errors that say why.
+
+Covers skillproxy/admin/guard.py, skillproxy/admin/routes.py, skillproxy/admin/skills.py,
+skillproxy/admin/traces.py, skillproxy/admin/transfer.py, and the status each store/errors.py
+error maps to."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""The admin commands as a person runs them: `skillproxy ...` against a real running proxy."""
+"""The admin commands as a person runs them: `skillproxy ...` against a real running proxy.
+
+Covers skillproxy/cli.py and skillproxy/admin_client.py."""
 
 from __future__ import annotations
 

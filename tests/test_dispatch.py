@@ -1,4 +1,6 @@
-"""Proxied paths skip aiohttp's router (`proxy.dispatch`) and land where it would send them."""
+"""Proxied paths skip aiohttp's router (`proxy.dispatch`) and land where it would send them.
+
+Reads the app's state as the handlers do (proxy/state.py)."""
 
 from __future__ import annotations
 

@@ -1,3 +1,6 @@
+"""core/formats/chat.py and the shared readers in core/formats/base.py: finding the
+system prompt, adding the section, normalising messages, folding a stream."""
+
 import copy
 import json
 from typing import Any

@@ -1,3 +1,5 @@
+"""core/formats/messages.py: the Anthropic Messages adapter."""
+
 import copy
 import json
 from typing import Any

@@ -1,3 +1,5 @@
+"""core/formats/responses.py: the OpenAI Responses adapter."""
+
 import copy
 import json
 from typing import Any

@@ -1,9 +1,16 @@
 """The learner end to end: real traffic through the proxy, real litellm calls to a scripted
-model on loopback, real skills that reach the next request."""
+model on loopback, real skills that reach the next request.
+
+Covers learner/service.py (learn_once), learner/runner.py (a run: lease, caps, accounting),
+learner/reflector.py and learner/llm.py (the reflection call through litellm), and
+skillproxy/learn_cli.py (`skillproxy learn`), skillproxy/admin/learner.py (runs)."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -254,3 +261,50 @@ def test_two_learners_started_at_once_reflect_each_episode_once(proxy: RunningPr
     assert sum(s.reflections for s in summaries) == 3  # every episode once, none twice
     assert len(proxy.provider.received) == 6 + 3  # six agent turns, three reflections
     assert learn_once(config) == []
+
+
+def test_learn_once_from_the_command_line_prints_the_summary(proxy: RunningProxy) -> None:
+    """`skillproxy learn --once` (skillproxy/learn_cli.py) as its own process on the store."""
+    for n in range(2):
+        conversation(proxy, n)
+    proxy.traces(4)
+    proxy.provider.enqueue(reflection(LESSONS[0]), reflection(LESSONS[1]))
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("SKILLPROXY_")}
+    environ |= {"SKILLPROXY_LEARNER__SETTLE_S": "0", "SKILLPROXY_LEARNER__EPISODE_IDLE_S": "0"}
+    argv = [
+        sys.executable, "-m", "skillproxy", "learn", "--once", "--db", proxy.config.store.url,
+        "--model", "openai/reflector-model", "--api-base", proxy.provider_url + "/v1",
+    ]  # fmt: skip
+    done = subprocess.run(argv, env=environ, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "support: 2 episodes read, 2 reflected, 0 failed" in done.stdout
+    assert "1 proposals, 1 merged into existing skills" in done.stdout
+    assert "2/2 episodes" in done.stderr  # the progress bar
+    [skill] = admin(proxy, "GET", "/skillbooks/support/skills").json()["data"]
+    assert skill["content"] == LESSONS[0] and skill["status"] == "pending"
+    again = subprocess.run(argv, env=environ, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "nothing to learn from yet" in again.stderr
+
+
+def test_run_now_through_the_admin_api(make_proxy: Callable[..., RunningProxy]) -> None:
+    plain = make_proxy()
+    refused = admin(plain, "POST", "/learner/run")
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "learner_not_configured"
+    proxy = make_proxy(
+        learner={
+            "model": "openai/reflector-model",
+            "api_base": plain.provider_url + "/v1",
+            "settle_s": 0,
+            "episode_idle_s": 0,
+        }
+    )
+    conversation(proxy, 1)
+    proxy.traces(2)
+    proxy.provider.enqueue(reflection(LESSONS[0]))
+    ran = admin(proxy, "POST", "/learner/run", params={"skillbook": "support"}, timeout=60)
+    assert ran.status_code == 200, ran.text
+    [summary] = ran.json()["data"]
+    assert (summary["skillbook"], summary["reflections"], summary["proposals"]) == ("support", 1, 1)
+    [skill] = admin(proxy, "GET", "/skillbooks/support/skills").json()["data"]
+    assert skill["content"] == LESSONS[0]

@@ -1,4 +1,6 @@
-"""The recursive reflector: the model runs code over a long episode in a sandbox, then concludes."""
+"""The recursive reflector: the model runs code over a long episode in a sandbox, then concludes.
+
+Covers learner/recursive.py."""
 
 from __future__ import annotations
 

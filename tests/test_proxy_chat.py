@@ -1,4 +1,6 @@
-"""Chat Completions through the proxy with the real `openai` SDK: nothing changed, all recorded."""
+"""Chat Completions through the proxy with the real `openai` SDK: nothing changed, all recorded.
+
+Covers proxy/handlers.py and proxy/forwarding.py."""
 
 from __future__ import annotations
 

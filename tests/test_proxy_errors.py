@@ -1,4 +1,6 @@
-"""Errors: the provider's relayed verbatim, the proxy's own in the caller's wire format."""
+"""Errors: the provider's relayed verbatim, the proxy's own in the caller's wire format.
+
+Covers proxy/errors.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Skills reach the system prompt: only approved ones, only their own skillbook, within budget."""
+"""Skills reach the system prompt: only approved ones, only their own skillbook, within budget.
+
+Covers proxy/injection.py and proxy/skillbook_cache.py."""
 
 from __future__ import annotations
 

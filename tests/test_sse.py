@@ -1,3 +1,5 @@
+"""core/formats/sse.py: reading server-sent events as they arrive, in any chunking."""
+
 import pytest
 
 from core.formats.sse import SSEDecoder, SSEEvent, iter_events, json_data

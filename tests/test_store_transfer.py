@@ -1,3 +1,6 @@
+"""store/sqlite/transfer.py and store/skillbook_document.py: export and import of a whole
+skillbook; through them store/sqlite/skills.py, store/sqlite/skillbooks.py and store/rules.py."""
+
 from __future__ import annotations
 
 import copy

@@ -1,4 +1,6 @@
-"""The trace queue and writer: every exchange recorded once, and never in a request's way."""
+"""The trace queue and writer: every exchange recorded once, and never in a request's way.
+
+Covers proxy/trace_writer.py, proxy/trace_sink.py and store/sqlite/traces.py."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlite_utils
 
+from store.errors import NotFound
 from store.records import (
     AddEvidence,
     LearnerRun,
@@ -109,6 +110,7 @@ class SQLiteLearner:
         at = time.time()
         skills, actor = self._skills, outcome.actor
         with write_transaction(self._db):
+            self._set_episode_status(outcome.episode_id, "reflected", None)  # NotFound first
             for op in outcome.operations:
                 if isinstance(op, TagSkill):
                     skills.tag_in_tx(
@@ -126,21 +128,23 @@ class SQLiteLearner:
                         )
                     )
                 elif isinstance(op, AddEvidence):
+                    skills.snapshot(op.skill_id)  # NotFound for an unknown skill
                     skills.add_evidence_in_tx(op.skill_id, op.trace_id, op.reason, actor, at)
             self._db.execute(
                 "INSERT INTO reflections (episode_id, run_seq, created_at, reflection_json) "
                 "VALUES (?, ?, ?, ?)",
                 [outcome.episode_id, outcome.run, at, json.dumps(outcome.reflection)],
             )
-            self._set_episode_status(outcome.episode_id, "reflected", None)
             self._add_to_run(outcome.run, outcome.counts)
         return created
 
     def _set_episode_status(self, episode_id: str, status: str, error: str | None) -> None:
-        self._db.execute(
+        cursor = self._db.execute(
             "UPDATE episodes SET status = ?, reflected_at = ?, error = ? WHERE id = ?",
             [status, time.time(), error, episode_id],
         )
+        if cursor.rowcount == 0:
+            raise NotFound(f"no episode {episode_id!r}")
 
     def _add_to_run(self, run: int, counts: RunCounts) -> None:
         sets = ", ".join(f"{key} = {key} + ?" for key in _COUNTERS)
