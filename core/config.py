@@ -11,13 +11,17 @@ the running proxy is), never by the server, so `serve` passes them over.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from store.url import StoreURL, StoreURLError, hide_password, parse_store_url
 
@@ -37,12 +41,39 @@ class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    body_timeout_s: float = Field(default=60.0, gt=0)
     default_skillbook: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    client_keys: tuple[str, ...] = ()
+    """When set, a `/v1` request must carry one of these keys (Bearer or x-api-key)."""
+    allow_open_relay: bool = False
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses or CIDR ranges whose `X-Forwarded-For` names the real client."""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or CIDR range") from None
+        return value
 
 
 class UpstreamConfig(_Section):
     openai_base_url: str = "https://api.openai.com/v1"
     anthropic_base_url: str = "https://api.anthropic.com"
+
+    @field_validator("openai_base_url", "anthropic_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        url = urlsplit(value)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"must be an http:// or https:// URL with a host, got {value!r}")
+        if url.query or url.fragment:
+            raise ValueError(f"must not carry a query or fragment, got {value!r}")
+        return value
+
     api_key: str = ""
     anthropic_api_key: str = ""
     connect_timeout_s: float = Field(default=10.0, gt=0)
@@ -52,18 +83,8 @@ class UpstreamConfig(_Section):
 
 class StoreConfig(_Section):
     url: str = "sqlite:///skillproxy.db"
-    """`sqlite:///path` or a bare file path; `path` is the older name of the same setting."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _path_is_url(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "path" in data:
-            data = dict(data)
-            path = data.pop("path")
-            if "url" in data:
-                raise ValueError("give store.url or store.path (its older name), not both")
-            data["url"] = path
-        return data
+    """`sqlite:///path` or a bare file path; `path`, its older name, is read as `url` by
+    `load_config` (see `_renamed`)."""
 
     @field_validator("url")
     @classmethod
@@ -80,6 +101,11 @@ class StoreConfig(_Section):
 
 
 class TracesConfig(_Section):
+    redact_params: tuple[str, ...] = (
+        "key", "api_key", "api-key", "apikey", "token", "access_token", "refresh_token",
+        "id_token", "sig", "signature", "password", "secret", "client_secret", "code", "auth",
+    )  # fmt: skip
+    """Query parameters (and stored headers) whose values are replaced before a trace is kept."""
     queue_size: int = Field(default=20_000, gt=0)
     on_full: Literal["drop", "block"] = "drop"
     block_timeout_ms: int = Field(default=50, ge=0)
@@ -89,6 +115,30 @@ class TracesConfig(_Section):
 
 class AdminConfig(_Section):
     token: str = ""
+
+
+class PrivacyConfig(_Section):
+    """Personal data found in conversations is replaced by `[EMAIL]`, `[PHONE]`, ... ."""
+
+    learner: bool = True
+    """Before anything reaches the learner's model."""
+    stored_skillbooks: tuple[str, ...] = ()
+    """Skillbooks whose traces are redacted before they are stored; "*" for all of them."""
+    detect: tuple[Literal["email", "phone", "card", "iban"], ...] = (
+        "email", "phone", "card", "iban",
+    )  # fmt: skip
+    patterns: tuple[str, ...] = ()
+    """Extra regular expressions; each match becomes `[REDACTED]`."""
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
+        return value
 
 
 class SkillbookConfig(_Section):
@@ -129,6 +179,7 @@ class Config(_Section):
     store: StoreConfig = StoreConfig()
     traces: TracesConfig = TracesConfig()
     admin: AdminConfig = AdminConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
     skillbook: SkillbookConfig = SkillbookConfig()
     learner: LearnerConfig = LearnerConfig()
 
@@ -178,8 +229,25 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
                 f"unknown environment variable {name}: expected {ENV_PREFIX}<SECTION>__<KEY> "
                 f"with a section among {', '.join(sections)}"
             )
-        found.setdefault(section, {})[key] = value
+        found.setdefault(section, {})[key] = _list_from_text(section, key, value)
     return found
+
+
+def _list_from_text(section: str, key: str, value: str) -> Any:
+    """A list setting from the environment: a JSON array, or comma-separated values."""
+    model = Config.model_fields[section].annotation
+    field = getattr(model, "model_fields", {}).get(key)
+    if field is None or get_origin(field.annotation) is not tuple:
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise ConfigError(
+                f"{ENV_PREFIX}{section.upper()}__{key.upper()}: not a JSON list"
+            ) from None
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def _merge(into: dict[str, dict[str, Any]], new: Mapping[str, Any], *, source: str) -> None:

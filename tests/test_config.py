@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -81,7 +82,8 @@ def test_example_file_lists_every_setting_with_a_comment_and_its_default() -> No
         assert model is not None
         for key, sub in model.model_fields.items():
             assert key in data[section], f"{section}.{key} missing from config.example.toml"
-            assert data[section][key] == sub.default, f"{section}.{key} differs from its default"
+            default = list(sub.default) if isinstance(sub.default, tuple) else sub.default
+            assert data[section][key] == default, f"{section}.{key} differs from its default"
             index = next(i for i, line in enumerate(lines) if line.startswith(f"{key} ="))
             assert _commented(lines, index), f"{section}.{key} has no comment above it"
     assert load_config(EXAMPLE, environ={}) == Config()
@@ -96,3 +98,34 @@ def _commented(lines: list[str], index: int) -> bool:
         if not stripped or stripped.startswith("["):
             return False
     return False
+
+
+def test_list_settings_come_from_the_environment_as_json_or_commas() -> None:
+    config = load_config(
+        environ={
+            "SKILLPROXY_SERVER__CLIENT_KEYS": "sk-one, sk-two",
+            "SKILLPROXY_SERVER__TRUSTED_PROXIES": '["10.0.0.0/8", "::1"]',
+        }
+    )
+    assert config.server.client_keys == ("sk-one", "sk-two")
+    assert config.server.trusted_proxies == ("10.0.0.0/8", "::1")
+    with pytest.raises(ConfigError, match="SKILLPROXY_SERVER__CLIENT_KEYS: not a JSON list"):
+        load_config(environ={"SKILLPROXY_SERVER__CLIENT_KEYS": "[oops"})
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "why"),
+    [
+        ("upstream", "openai_base_url", "not-a-url", "http:// or https:// URL with a host"),
+        ("upstream", "anthropic_base_url", "ftp://x", "http:// or https:// URL"),
+        ("upstream", "openai_base_url", "http://x/v1?k=1", "query or fragment"),
+        ("server", "trusted_proxies", ["10.0.0.300"], "not an IP address or CIDR range"),
+        ("privacy", "patterns", ["(unclosed"], "not a regular expression"),
+        ("privacy", "detect", ["ssn"], "privacy.detect"),
+    ],
+)
+def test_malformed_values_are_refused_naming_the_setting(
+    section: str, key: str, value: object, why: str
+) -> None:
+    with pytest.raises(ConfigError, match=rf"{section}\.{key}.*{re.escape(why)}|{re.escape(why)}"):
+        load_config(environ={}, overrides={section: {key: value}})
