@@ -4,7 +4,8 @@ StoreError
  ├── NotFound            404  no such skill, skillbook, trace or revision
  ├── InvalidTransition   409  e.g. approving an archived skill
  ├── Conflict            409  e.g. importing a skill id that belongs to another skillbook
- └── InvalidContent      422  skill text or settings that break the rules
+ ├── InvalidContent      422  skill text or settings that break the rules
+ └── StoreUnavailable    503  the store cannot serve now (locked, corrupted, gone): try later
 """
 
 from __future__ import annotations
@@ -28,3 +29,11 @@ class Conflict(StoreError):
 
 class InvalidContent(StoreError):
     pass
+
+
+class StoreUnavailable(StoreError):
+    """The request was fine; the store is not. `retry_after_s` is a hint for the client."""
+
+    def __init__(self, message: str, *, retry_after_s: float = 5.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
