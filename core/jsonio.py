@@ -15,9 +15,12 @@ from typing import Any
 
 import orjson
 
+TOO_DEEP = "nested too deeply (over about 1,000 levels)"
+
 
 def loads(data: bytes | str) -> Any:
-    """Parse JSON; raises ValueError (as `json.loads` does) when it is not JSON."""
+    """Parse JSON; raises ValueError (as `json.loads` does) when it is not JSON, or nested
+    deeper than the parsers go."""
     return parse(data)[0]
 
 
@@ -29,19 +32,35 @@ def parse(data: bytes | str) -> tuple[Any, bool]:
     try:
         return orjson.loads(data), False
     except orjson.JSONDecodeError:
+        pass
+    try:
         return json.loads(data), True
+    except RecursionError:  # orjson stops at 1,024 levels, `json` at the interpreter's limit
+        raise ValueError(TOO_DEEP) from None
 
 
 def dumps(value: Any, *, stdlib: bool = False) -> bytes:
     """Compact UTF-8 JSON, non-ASCII kept as is (the form providers and SDKs send); `stdlib`
-    for a value that `parse` could read only with the standard library."""
+    for a value that `parse` could read only with the standard library. Raises ValueError
+    for a value nested too deeply to write."""
     if stdlib:
         return _stdlib_dumps(value)
     try:
         return orjson.dumps(value)
-    except TypeError:  # an integer beyond 64 bits, or a value orjson cannot represent
+    except TypeError:  # an integer beyond 64 bits, nesting over 255 levels, or another value
+        # orjson cannot write
         return _stdlib_dumps(value)
 
 
 def _stdlib_dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    except RecursionError:
+        raise ValueError(TOO_DEEP) from None
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        # A lone surrogate, which only a `\ud83d`-style escape in the client's JSON can
+        # make (orjson refuses it, `json` reads it): written back as that same escape, so
+        # the body stays valid UTF-8 and means what the client sent.
+        return text.encode("utf-8", "backslashreplace")

@@ -1,7 +1,8 @@
 """The proxy's own small error vocabulary, rendered in the caller's wire format.
 
 Provider errors never pass through here: they are relayed verbatim with their status. These are
-the errors the proxy itself raises (bad JSON, a body over the limit, an unreachable provider),
+the errors the proxy itself raises (bad JSON, a body over the limit or too slow to arrive, a
+path or key it refuses, an unreachable provider),
 and each renders the way the caller's SDK expects to parse it: OpenAI's
 `{"error": {"message", "type", "param", "code"}}`, or Anthropic's
 `{"type": "error", "error": {"type", "message"}}` on `/v1/messages`.
@@ -23,6 +24,9 @@ class ProxyError(Exception):
     type: str
     code: str
     anthropic_type: str
+    close: bool = False
+    """The request's body failed as it was read (too slow, broken): what is left of it is not
+    worth waiting for (`proxy.body.answer_unread`)."""
 
     def __str__(self) -> str:
         return f"{self.status} {self.code}: {self.message}"
@@ -34,6 +38,61 @@ def invalid_request(message: str, code: str = "invalid_request") -> ProxyError:
 
 def invalid_json(detail: str) -> ProxyError:
     return invalid_request(f"The request body is not valid JSON: {detail}", "invalid_json")
+
+
+def invalid_path(detail: str) -> ProxyError:
+    return invalid_request(f"The request path is not forwarded: {detail}", "invalid_path")
+
+
+def invalid_body_encoding(detail: str) -> ProxyError:
+    message = f"The request body does not match its Content-Encoding: {detail}"
+    return invalid_request(message, "invalid_body_encoding")
+
+
+def malformed_body(detail: str) -> ProxyError:
+    return invalid_request(f"The request body is malformed: {detail}"[:300], "invalid_body")
+
+
+def unsupported_encoding(encoding: str) -> ProxyError:
+    return ProxyError(
+        415,
+        f"The proxy cannot read a body in Content-Encoding {encoding[:40]!r}: send it"
+        " uncompressed, or as gzip or deflate.",
+        "invalid_request_error",
+        "unsupported_content_encoding",
+        "invalid_request_error",
+    )
+
+
+def invalid_api_key() -> ProxyError:
+    return ProxyError(
+        401,
+        "Invalid API key: this proxy needs one of its client keys (server.client_keys), sent as"
+        " `Authorization: Bearer <key>` or `x-api-key: <key>`.",
+        "invalid_request_error",
+        "invalid_api_key",
+        "authentication_error",
+    )
+
+
+def body_timeout(seconds: float) -> ProxyError:
+    return ProxyError(
+        408,
+        f"The request body did not arrive within {seconds:g} seconds (server.body_timeout_s).",
+        "invalid_request_error",
+        "request_timeout",
+        "timeout_error",
+    )
+
+
+def internal_error(detail: str) -> ProxyError:
+    return ProxyError(
+        500,
+        f"The proxy failed on this request: {detail}",
+        "server_error",
+        "internal_error",
+        "api_error",
+    )
 
 
 def body_too_large(limit: int) -> ProxyError:

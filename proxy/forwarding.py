@@ -79,14 +79,17 @@ def create_session(config: UpstreamConfig) -> aiohttp.ClientSession:
     )
 
 
-def upstream_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
-    """The client's headers minus hop-by-hop ones and the proxy's own `X-Skillbook*` controls."""
+def upstream_headers(headers: CIMultiDictProxy[str], *, inflated: bool = False) -> CIMultiDict[str]:
+    """The client's headers minus hop-by-hop ones and the proxy's own `X-Skillbook*` controls;
+    `inflated`: the server undid the body's `Content-Encoding`, so it goes on without one."""
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in headers.items():
         lower = name.lower()
         if lower in _NOT_FORWARDED or lower.startswith(OWN_HEADER_PREFIXES):
             continue
         out.add(name, value)
+    if inflated:
+        out.popall("Content-Encoding", None)
     return out
 
 

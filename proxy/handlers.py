@@ -17,7 +17,8 @@ from aiohttp import web
 
 from core import jsonio
 from proxy import errors
-from proxy.credentials import apply_upstream_key, client_key, fingerprint
+from proxy.body import Body, answer_unread, read_body
+from proxy.credentials import apply_upstream_key, client_key, fingerprint, key_allowed
 from proxy.forwarding import relay, upstream_headers
 from proxy.injection import inject, opted_out
 from proxy.routing import (
@@ -25,7 +26,7 @@ from proxy.routing import (
     Route,
     choose_skillbook,
     classify,
-    raw_tail,
+    forwarded_tail,
     upstream_url,
 )
 from proxy.state import STATE, ProxyState
@@ -33,11 +34,6 @@ from proxy.tracing import TraceRecord, new_trace_id
 
 SESSION_HEADER = "X-Session-Id"
 log = logging.getLogger("skillproxy")
-
-
-async def healthz(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    return web.json_response({"status": "ok", "traces": state.traces.stats.as_dict()})
 
 
 async def proxy_v1(request: web.Request) -> web.StreamResponse:
@@ -50,7 +46,7 @@ async def proxy_v1(request: web.Request) -> web.StreamResponse:
         created_at=time.time(),
         skillbook=state.config.server.default_skillbook,
         method=request.method,
-        path=f"/v1/{tail}" + (f"?{request.query_string}" if request.query_string else ""),
+        path=f"/v1/{tail}" + _raw_query(request.raw_path),
         format=route.format.name if route.format and route.turn else None,
         request_content_type=request.headers.get("Content-Type", ""),
         session_id=request.headers.get(SESSION_HEADER),
@@ -60,32 +56,76 @@ async def proxy_v1(request: web.Request) -> web.StreamResponse:
     try:
         record.skillbook = skillbook_for(request, state)
         extra = {"X-Trace-Id": record.id, "X-Skillbook": record.skillbook}
-        body = await _read_body(request, state)
-        record.request_body = body
-        if route.format is not None:
-            payload, stdlib = _parse_json(body)
-            model = payload.get("model")
-            record.model = model if isinstance(model, str) else None
-            record.stream = payload.get("stream") is True
-            if not opted_out(request.headers):
-                if (missing := state.skillbooks.missing_encoding(record.model)) is not None:
-                    await _load_tokenizer(state, missing)
-                added = inject(
-                    state.skillbooks, route.format, payload, record, extra, stdlib=stdlib
-                )
-                body = added or body
-        return await _forward(request, state, route, body, record, extra, started)
+        target = _admitted(request, state)
+        body = await _body(request, state, route, record, extra)
+        return await _forward(request, state, route, target, body, record, extra, started)
     except errors.ProxyError as exc:
         record.status = exc.status
         record.error = str(exc)
-        return _error(exc, route, record)
+        response = _error(exc, route, record)
+        if not request.content.is_eof():
+            await answer_unread(request, response, exc)
+        return response
     except asyncio.CancelledError:  # the client left while we waited on the provider
         record.client_disconnected = True
         record.error = record.error or "client disconnected"
         raise
+    except Exception as exc:
+        if record.status is not None:  # the provider's answer has started going out
+            raise
+        log.exception("failed on %s %s", request.method, record.path)
+        failure = errors.internal_error(type(exc).__name__)
+        record.status = failure.status
+        record.error = f"{failure}: {exc}"[:1000]
+        return _error(failure, route, record)
     finally:
         record.latency_ms = (time.perf_counter() - started) * 1000
         await state.traces.submit(record)
+
+
+def _admitted(request: web.Request, state: ProxyState) -> str:
+    """The raw tail to forward, once the path and the client's key pass; else a ProxyError."""
+    try:
+        target = forwarded_tail(request.raw_path)
+    except ValueError as exc:
+        raise errors.invalid_path(str(exc)) from None
+    keys = state.config.server.client_keys
+    if keys and not key_allowed(request.headers, keys):
+        raise errors.invalid_api_key()
+    return target
+
+
+async def _body(
+    request: web.Request,
+    state: ProxyState,
+    route: Route,
+    record: TraceRecord,
+    extra: dict[str, str],
+) -> Body:
+    """The body to forward: the client's, or with the skillbook section added."""
+    server = state.config.server
+    body = await read_body(
+        request,
+        limit=server.max_body_bytes,
+        timeout_s=server.body_timeout_s,
+        readable=route.format is not None,
+    )
+    record.request_body = body.data
+    if route.format is None:
+        return body
+    payload, stdlib = _parse_json(body.data)
+    model = payload.get("model")
+    record.model = model if isinstance(model, str) else None
+    record.stream = payload.get("stream") is True
+    if opted_out(request.headers):
+        return body
+    if (missing := state.skillbooks.missing_encoding(record.model)) is not None:
+        await _load_tokenizer(state, missing)
+    try:
+        added = inject(state.skillbooks, route.format, payload, record, extra, stdlib=stdlib)
+    except ValueError as exc:  # parsed, but nested too deeply to be written back
+        raise errors.invalid_json(str(exc)) from None
+    return body if added is None else body._replace(data=added)
 
 
 async def _load_tokenizer(state: ProxyState, encoding: str) -> None:
@@ -94,6 +134,13 @@ async def _load_tokenizer(state: ProxyState, encoding: str) -> None:
         await state.skillbooks.add_encoding(encoding)
     except Exception:  # the store or tokenizer failed: forwarding must not
         log.exception("could not prepare skillbooks for %s", encoding)
+
+
+def _raw_query(raw_path: str) -> str:
+    """`?...` as the client sent it: the decoded form would turn `key=a%26b` into `key=a&b`,
+    and redaction would then hide only `a` of the secret."""
+    _, sep, query = raw_path.partition("?")
+    return f"?{query}" if sep and query else ""
 
 
 def skillbook_for(request: web.Request, state: ProxyState) -> str:
@@ -106,16 +153,6 @@ def skillbook_for(request: web.Request, state: ProxyState) -> str:
         )
     except ValueError as exc:
         raise errors.invalid_request(str(exc), "invalid_skillbook") from None
-
-
-async def _read_body(request: web.Request, state: ProxyState) -> bytes:
-    limit = state.config.server.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise errors.body_too_large(limit)
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise errors.body_too_large(limit) from None
 
 
 def _parse_json(body: bytes) -> tuple[dict[str, Any], bool]:
@@ -133,14 +170,15 @@ async def _forward(
     request: web.Request,
     state: ProxyState,
     route: Route,
-    body: bytes,
+    target: str,
+    body: Body,
     record: TraceRecord,
     extra: dict[str, str],
     started: float,
 ) -> web.StreamResponse:
     upstream = state.config.upstream
     base = upstream.anthropic_base_url if route.anthropic else upstream.openai_base_url
-    headers = upstream_headers(request.headers)
+    headers = upstream_headers(request.headers, inflated=body.inflated)
     apply_upstream_key(
         headers,
         key=upstream.anthropic_api_key if route.anthropic else upstream.api_key,
@@ -150,8 +188,8 @@ async def _forward(
     try:
         async with state.session.request(
             request.method,
-            upstream_url(base, raw_tail(request.raw_path)),
-            data=body if body else None,
+            upstream_url(base, target),
+            data=body.data or None,
             headers=headers,
             allow_redirects=False,
         ) as answer:

@@ -75,5 +75,33 @@ def upstream_url(base: str, raw_tail: str) -> URL:
 
 
 def raw_tail(raw_path: str) -> str:
-    """The part of a request's raw path after its first `/v1/` (query string included)."""
-    return raw_path[raw_path.index("/v1/") + 4 :]
+    """The part of a request's raw path after its `/v1/` (query string included), for
+    `/v1/...` and `/sb/{skillbook}/v1/...`; ValueError for any other raw path."""
+    if raw_path.startswith("/v1/"):
+        return raw_path[4:]
+    if raw_path.startswith("/sb/"):
+        end = raw_path.find("/", 4)  # a skillbook name has no `/`: its end is the next one
+        if end > 4 and raw_path.startswith("/v1/", end):
+            return raw_path[end + 4 :]
+    elif not raw_path.startswith("/") and (scheme := raw_path.find("://")) > 0:
+        start = raw_path.find("/", scheme + 3)  # absolute-form: `POST http://host/v1/...`
+        if start > 0:
+            return raw_tail(raw_path[start:])
+    raise ValueError(f"not a proxied path: {raw_path[:200]!r}")
+
+
+def forwarded_tail(raw_path: str) -> str:
+    """`raw_tail`, refused (ValueError) when it holds a dot segment: `.` or `..`, written as
+    is or percent-encoded, with `/`, `%2F`, `\\` or `%5C` around it. The provider (or a
+    server in front of it) would resolve it, and the proxy would have forwarded the request
+    somewhere else than the path it read. Only the path is checked, not the query."""
+    tail = raw_tail(raw_path)
+    if "." not in tail and "%" not in tail:  # nearly every request: no dot can hide in it
+        return tail
+    path = tail.partition("?")[0]
+    if "%" in path:
+        path = path.lower().replace("%2e", ".").replace("%2f", "/").replace("%5c", "/")
+    for segment in path.replace("\\", "/").split("/"):
+        if segment == "." or segment == "..":
+            raise ValueError(f"the path may not contain '.' or '..' segments: {tail[:200]!r}")
+    return tail

@@ -71,19 +71,19 @@ def text_of(content: Any, types: frozenset[str] = frozenset({"text"})) -> str:
     """Text of a content value that is a string or a list of typed parts (others ignored).
 
     Parts are joined with a newline: they are separate blocks to the model, and gluing them
-    would merge the last word of one with the first word of the next.
+    would merge the last word of one with the first word of the next. Request bodies are the
+    client's, unchecked: a part of any other shape is skipped, never an error.
     """
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
         return ""
-    texts = [
-        part["text"]
-        for part in content
-        if isinstance(part, dict)
-        and part.get("type") in types
-        and isinstance(part.get("text"), str)
-    ]
+    texts = []
+    for part in content:
+        if isinstance(part, dict) and isinstance(text := part.get("text"), str):
+            kind = part.get("type")
+            if isinstance(kind, str) and kind in types:  # a list or object is unhashable
+                texts.append(text)
     return "\n".join(texts)
 
 

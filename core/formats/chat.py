@@ -18,7 +18,9 @@ from core.formats.sse import iter_events, json_data
 
 __all__ = ["CHAT", "ChatFormat", "openai_error_body"]
 
-_SYSTEM_ROLES = frozenset({"system", "developer"})
+_SYSTEM_ROLES = ("system", "developer")
+"""A tuple, not a set: a client's `role` may be a list or an object, which `in` a tuple simply
+does not match (a set would raise, unhashable), and two comparisons cost what a hash does."""
 _ROLES = {
     "system": "system",
     "developer": "system",
@@ -98,7 +100,7 @@ class _ChoiceAcc:
                 text = delta.get(field)
                 if isinstance(text, str):
                     self.texts.setdefault(field, []).append(text)
-            for tool_delta in delta.get("tool_calls") or ():
+            for tool_delta in as_list(delta.get("tool_calls")):
                 if isinstance(tool_delta, dict):
                     self._tool_slot(tool_delta).add(tool_delta)
         if choice.get("finish_reason"):
@@ -143,14 +145,15 @@ class _ChoiceAcc:
 def _message(raw: Any, default_role: str | None = None) -> Message | None:
     if not isinstance(raw, dict):
         return None
-    role = _ROLES.get(str(raw.get("role") or default_role))
+    role = raw.get("role") or default_role
+    role = _ROLES.get(role) if isinstance(role, str) else None
     if role is None:
         return None
     content = text_of(raw.get("content"))
     if not content and isinstance(raw.get("refusal"), str):
         content = raw["refusal"]
     calls: list[ToolCall] = []
-    for call in raw.get("tool_calls") or ():
+    for call in as_list(raw.get("tool_calls")):
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict):
             name, arguments = function.get("name"), json_text(function.get("arguments"))
@@ -223,7 +226,7 @@ class ChatFormat:
                     folded[field] = chunk[field]
             if chunk.get("usage"):
                 usage = chunk["usage"]
-            for choice in chunk.get("choices") or ():
+            for choice in as_list(chunk.get("choices")):
                 if isinstance(choice, dict):
                     index = choice.get("index")
                     index = index if isinstance(index, int) else 0

@@ -97,8 +97,8 @@ class _Folder:
         if not isinstance(index, int):
             return
         kind = delta.get("type")
-        if kind in _DELTAS:
-            field, block_type = _DELTAS[str(kind)]
+        if isinstance(kind, str) and kind in _DELTAS:
+            field, block_type = _DELTAS[kind]
             fragment = delta.get(field)
             if isinstance(fragment, str):
                 self.blocks.setdefault(index, {"type": block_type})

@@ -40,7 +40,8 @@ def _add_item(out: list[Message], item: Any) -> None:
         return
     kind = item.get("type")
     if kind is None or kind == "message":
-        role = _ROLES.get(str(item.get("role")))
+        role = item.get("role")
+        role = _ROLES.get(role) if isinstance(role, str) else None
         if role is not None:
             out.append(Message(role, _content_text(item.get("content"))))
     elif kind == "function_call":
@@ -54,6 +55,23 @@ def _add_item(out: list[Message], item: Any) -> None:
         output_id = item.get("call_id")
         output = text_of(item.get("output"), _TEXT_TYPES)
         out.append(Message("tool", output, tool_call_id=str(output_id) if output_id else None))
+
+
+_MAX_PARTS = 1024
+"""Content parts per item the assembler will make room for: a `content_index` beyond it (or
+negative, or not a number) from a misbehaving server means the next free slot instead."""
+
+
+def _position(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and 0 <= value < _MAX_PARTS else default
+
+
+def _content_of(item: dict[str, Any]) -> list[Any]:
+    """The item's `content` list, made one if a server sent something else there."""
+    content = item.get("content")
+    if not isinstance(content, list):
+        content = item["content"] = []
+    return content
 
 
 class _Assembler:
@@ -80,15 +98,13 @@ class _Assembler:
             copy = {**item, "content": list(content)} if isinstance(content, list) else dict(item)
             self.items[index] = copy
         elif kind == "response.content_part.added" and isinstance(event.get("part"), dict):
-            content = self.items.setdefault(index, {}).setdefault("content", [])
-            position = event.get("content_index")
-            position = position if isinstance(position, int) else len(content)
+            content = _content_of(self.items.setdefault(index, {}))
+            position = _position(event.get("content_index"), len(content))
             while len(content) <= position:
                 content.append({})
             content[position] = dict(event["part"])
         elif kind in _DELTA_FIELDS and isinstance(event.get("delta"), str):
-            position = event.get("content_index")
-            key = (index, position if isinstance(position, int) else 0, _DELTA_FIELDS[kind])
+            key = (index, _position(event.get("content_index"), 0), _DELTA_FIELDS[kind])
             self.texts.setdefault(key, []).append(event["delta"])
         elif kind == "response.function_call_arguments.delta" and isinstance(
             event.get("delta"), str
@@ -99,10 +115,12 @@ class _Assembler:
         for (index, position, field), parts in self.texts.items():
             if index in self.done:
                 continue
-            content = self.items.setdefault(index, {}).setdefault("content", [])
+            content = _content_of(self.items.setdefault(index, {}))
             while len(content) <= position:
                 content.append({"type": "output_text" if field == "text" else "refusal"})
             part = content[position]
+            if not isinstance(part, dict):  # a server's odd item: its deltas still count
+                part = content[position] = {}
             part[field] = str(part.get(field) or "") + "".join(parts)
         for index, parts in self.arguments.items():
             if index not in self.done:
