@@ -71,7 +71,7 @@ def recursive_reflect(
             "episode", [dict(asdict(m), index=i) for i, m in enumerate(episode.messages)]
         )
         sandbox.load_data("skills", skills)
-        sandbox.load_data("feedback", episode.feedback)
+        sandbox.load_data("feedback", [asdict(f) for f in episode.feedback])  # JSON, not records
         for _ in range(settings.recursive_max_steps):
             completion = ask(messages)
             spend.add(completion)

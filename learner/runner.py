@@ -5,6 +5,12 @@ took) goes to the store as one unit of work, so a crash repeats at most the refl
 flight and never applies anything twice. A lease keeps a second learner (another process,
 another machine on the same database) off a skillbook while this one works. Caps on tokens
 per run and per UTC day stop a run early; they are checked before each episode.
+
+With `privacy.learner` on (the default) nothing personal reaches the learner's model: each
+episode's messages, threads and feedback are redacted (`core.redaction`: e-mail addresses,
+phone, card and IBAN numbers, the operator's patterns) before either reflector sees them, the
+recursive one's sandbox data included; `RunSummary.redactions` counts the replacements. Skill
+texts are not personal and go as they are.
 """
 
 from __future__ import annotations
@@ -15,10 +21,12 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from core.config import Config
+from core.formats.base import Message
+from core.redaction import Counts, Redactor, redactor_for, total
 from core.tokens import count_tokens
 from learner.episodes import EpisodeConversation, episode_conversation, group_new_traces
 from learner.llm import Completion, LLMError, complete
@@ -27,7 +35,7 @@ from learner.recursive import recursive_reflect
 from learner.reflector import ReflectionFailed, Spend, describe, reflect
 from learner.sandbox import SandboxError
 from store.interfaces import Store
-from store.records import Episode, ReflectedEpisode, RunCounts
+from store.records import Episode, Feedback, ReflectedEpisode, RunCounts
 
 Ask = Callable[[list[dict[str, Any]]], Completion]
 Progress = Callable[[int, int, str], None]
@@ -50,6 +58,8 @@ class RunSummary:
     cost_usd: float = 0.0
     stopped: str | None = None
     refused: list[str] = field(default_factory=list)
+    redactions: int = 0
+    """Personal data replaced before the learner's model saw it (`privacy.learner`)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,6 +147,10 @@ def _reflect_all(
             summary.skipped += 1
             continue
         episode = episode_conversation(store, row.id)
+        if config.privacy.learner:
+            found: Counts = {}
+            episode = redact_episode(episode, redactor_for(config.privacy), found)
+            summary.redactions += total(found)
         known = store.skills.find(skillbook)
         texts = {s.id: s.content for s in known}
         in_effect = {sid: texts[sid] for sid in episode.skill_ids if sid in texts}
@@ -179,6 +193,38 @@ def _reflect_all(
         summary.refused += plan.refused
     if progress:
         progress(len(ready), len(ready), "")
+
+
+def redact_episode(
+    episode: EpisodeConversation, redactor: Redactor, counts: Counts
+) -> EpisodeConversation:
+    """The episode as the learner's model may see it: every text a user, the agent, a tool or
+    a feedback comment wrote, redacted (`counts` says of what); roles and ids untouched. A text
+    met again (`threads` repeat the messages) is redacted once and counted once."""
+    if not redactor.active:
+        return episode
+    done: dict[str, str] = {}
+
+    def text(value: str) -> str:
+        if value not in done:
+            done[value] = redactor.text(value, counts)
+        return done[value]
+
+    def message(m: Message) -> Message:
+        calls = tuple(replace(c, arguments=text(c.arguments)) for c in m.tool_calls)
+        return replace(m, content=text(m.content), tool_calls=calls)
+
+    def feedback(f: Feedback) -> Feedback:
+        comment = text(f.comment) if f.comment else f.comment
+        session = text(f.session_id) if f.session_id else f.session_id
+        return replace(f, comment=comment, session_id=session)
+
+    return replace(
+        episode,
+        messages=[message(m) for m in episode.messages],
+        threads=[[message(m) for m in thread] for thread in episode.threads],
+        feedback=[feedback(f) for f in episode.feedback],
+    )
 
 
 def _spent(spend: Spend, summary: RunSummary, **counts: int) -> RunCounts:

@@ -5,8 +5,9 @@ has its answer; when the queue is full the configured policy applies (`drop` at 
 `block` for at most `block_timeout_ms`, then drop), and each drop is counted. One writer task
 takes whatever is queued and hands it to the trace sink, a process of its own that builds the
 rows and commits them in one transaction (`proxy.trace_sink` says why). A failing store (disk
-full, locked, corrupt) is retried with back-off, then the batch is counted as lost; requests
-keep flowing all the while.
+full, locked, corrupt) is retried with back-off, then what is still not stored is counted as
+lost; requests keep flowing all the while. The sink says how much of a failed batch it did
+store, so a retry sends only the rest and `lost` counts only traces that are not in the store.
 """
 
 from __future__ import annotations
@@ -27,12 +28,20 @@ RETRY_DELAYS_S = (0.2, 1.0, 3.0)
 
 @dataclass(slots=True)
 class TraceStats:
+    """What /healthz reports. `written`: stored; `dropped`: refused at a full queue; `lost`:
+    accepted but not stored after every retry; `redacted`: personal data replaced in stored
+    bodies; `unstorable`: traces stored with a field left out (their `error` says which);
+    `store_reopened`: times the store's file was found deleted or replaced and made afresh."""
+
     queued: int = 0
     written: int = 0
     dropped: int = 0
     lost: int = 0
     store_errors: int = 0
     batches: int = 0
+    redacted: int = 0
+    unstorable: int = 0
+    store_reopened: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -136,18 +145,35 @@ class TraceWriter:
                 self._in_flight = []
 
     async def _write(self, batch: list[TraceRecord]) -> None:
+        """Hand `batch` to the sink; after a failure retry only what it has not dealt with (the
+        sink's insert skips an id already stored, so a record in doubt is simply sent again)."""
+        pending = batch
         for attempt, delay in enumerate((*RETRY_DELAYS_S, None)):
+            lost_before = self._sink.counts["lost"]
+            failure: SinkFailed | None = None
             try:
-                await self._sink.write(batch)
+                await self._sink.write(pending)
+                done = len(pending)
             except SinkFailed as exc:  # the store's failure must not stop the writer
-                self.stats.store_errors += 1
-                log.error("trace store write failed (attempt %d): %s", attempt + 1, exc)
-                if delay is None:
-                    self.stats.lost += len(batch)
-                    log.error("%d traces lost after %d attempts", len(batch), attempt + 1)
-                    return
-                await asyncio.sleep(delay)
-            else:
-                self.stats.written += len(batch)
+                failure, done = exc, exc.stored
+            given_up = self._sink.counts["lost"] - lost_before  # rows the store refused alone
+            self.stats.written += done - given_up
+            self.stats.lost += given_up
+            self._sync()
+            pending = pending[done:]
+            if failure is None:
                 self.stats.batches += 1
                 return
+            self.stats.store_errors += 1
+            log.error("trace store write failed (attempt %d): %s", attempt + 1, failure)
+            if delay is None:
+                self.stats.lost += len(pending)
+                log.error("%d traces lost after %d attempts", len(pending), attempt + 1)
+                return
+            await asyncio.sleep(delay)
+
+    def _sync(self) -> None:
+        counts = self._sink.counts
+        self.stats.redacted = counts["redacted"]
+        self.stats.unstorable = counts["marked"]
+        self.stats.store_reopened = counts["reopened"]

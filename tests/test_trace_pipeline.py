@@ -190,7 +190,8 @@ def test_sink_stores_a_record_whose_values_marshal_refuses(tmp_path: Path) -> No
 
 def test_a_batch_retried_after_a_partial_commit_stores_every_row_once(tmp_path: Path) -> None:
     """The sink commits `FRAME_RECORDS` records per frame; when a later frame fails, the writer
-    retries the whole batch, and the frames already committed must not make the retry fail."""
+    retries the batch, and the frames already committed must not make the retry fail. The
+    failure says how much of the batch's start is in, so only the rest need be sent again."""
     store = open_store(str(tmp_path / "t.db"))
     store.migrate()
     db = open_database(tmp_path / "t.db")
@@ -201,18 +202,20 @@ def test_a_batch_retried_after_a_partial_commit_stores_every_row_once(tmp_path: 
         for _ in range(FRAME_RECORDS * 5 // 2)
     ]
     failing = records[FRAME_RECORDS * 3 // 2].id  # in the second frame; hex, safe to inline
+    # a failure of the store itself (an SQL error at run time), not a refusal of one row
     db.execute(
         f"CREATE TRIGGER fail_once BEFORE INSERT ON traces WHEN NEW.id = '{failing}' "
-        "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+        "BEGIN SELECT json('disk full'); END"
     )
 
     async def write_twice() -> None:
         sink = TraceSink(str(tmp_path / "t.db"))
         await sink.start()
         try:
-            with pytest.raises(SinkFailed):
+            with pytest.raises(SinkFailed) as failed:
                 await sink.write(records)
             assert store.traces.count() == FRAME_RECORDS  # the first frame is in, not the second
+            assert failed.value.stored == FRAME_RECORDS
             db.execute("DROP TRIGGER fail_once")
             await sink.write(records)
         finally:

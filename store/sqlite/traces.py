@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sqlite3
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import sqlite_utils
 
 from store.columns import TRACE_COLUMNS
+from store.errors import StoreUnavailable
 from store.records import Trace, TraceSummary
 from store.sqlite.skillbooks import ENSURE_SKILLBOOK
 from store.sqlite.transaction import write_transaction
@@ -31,16 +33,33 @@ _INSERT = (
 )
 
 
+_ROW_ERRORS = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError)
+"""SQLite's refusals of a row's values (a constraint, a value too big or of no SQL type); a
+value Python cannot bind raises its own error (UnicodeEncodeError, OverflowError). Every other
+`sqlite3.Error` is the store's (locked, full, damaged, its schema missing)."""
+
+
 class SQLiteTraces:
     def __init__(self, db: sqlite_utils.Database) -> None:
         self._db = db
 
     def insert_values(self, values: Sequence[tuple[Any, ...]]) -> None:
-        with write_transaction(self._db):
-            self._db.conn.executemany(_INSERT, values)
-            now = time.time()
-            names = {row[_SKILLBOOK] for row in values}
-            self._db.conn.executemany(ENSURE_SKILLBOOK, [(name, now) for name in names])
+        """All or none. A failure of the store itself is a `StoreUnavailable`; any other
+        exception is a row it cannot take, which the caller may store without that value."""
+        try:
+            with write_transaction(self._db):
+                self._db.conn.executemany(_INSERT, values)
+                now = time.time()
+                names = {row[_SKILLBOOK] for row in values}
+                self._db.conn.executemany(ENSURE_SKILLBOOK, [(name, now) for name in names])
+        except _ROW_ERRORS:
+            raise
+        except sqlite3.ProgrammingError as exc:
+            if "closed" in str(exc):  # a connection closed under us is the store's trouble
+                raise StoreUnavailable(f"the trace store cannot be written: {exc}") from exc
+            raise  # a value of no supported type
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"the trace store cannot be written: {exc}") from exc
 
     def get(self, trace_id: str) -> Trace | None:
         cursor = self._db.conn.execute(
