@@ -2,10 +2,11 @@
 
 `create_app(config)` builds an `aiohttp.web.Application` with no module-level state. Each
 resource (the store worker, the upstream session, the trace sink and its writer, the skillbook
-cache, the stall watch, the learner's schedule) opens in a cleanup context of its own, in that
-order, and is put on the app under its own key as soon as it is open. aiohttp unwinds only the
-contexts that finished starting, in reverse, so a failure at start-up closes exactly what was
-already open; and shutdown drains the trace queue before the store closes.
+cache, the stall watch, the feedback retry queue, the learner's schedule) opens in a cleanup
+context of its own, in that order, and is put on the app under its own key as soon as it is
+open. aiohttp unwinds only the contexts that finished starting, in reverse, so a failure at
+start-up closes exactly what was already open; and shutdown drains the trace queue and the
+queued feedback before the store closes.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from learner.service import scheduled
 from proxy import handlers
 from proxy.dispatch import skip_router
 from proxy.feedback import post_feedback
+from proxy.feedback_queue import FEEDBACK, FeedbackQueue
 from proxy.forwarding import create_session
+from proxy.health import healthz
 from proxy.skillbook_cache import SkillbookCache
 from proxy.stalls import StallWatch
 from proxy.state import STATE, ProxyState
@@ -50,7 +53,7 @@ def create_app(config: Config) -> web.Application:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/healthz", handlers.healthz)
+    app.router.add_get("/healthz", healthz)
     app.add_subapp("/admin/", admin_app())
     app.router.add_post("/v1/feedback", post_feedback)
     app.router.add_post("/sb/{skillbook}/v1/feedback", post_feedback)
@@ -79,7 +82,7 @@ def _contexts(config: Config) -> list[Context]:
             await app[SESSION].close()
 
     async def sink(app: web.Application) -> AsyncIterator[None]:
-        app[SINK] = TraceSink(config.store.url)
+        app[SINK] = TraceSink(config.store.url, config=config)
         try:
             await app[SINK].start()
             yield
@@ -111,6 +114,10 @@ def _contexts(config: Config) -> list[Context]:
         finally:
             await app[STALLS].close()
 
+    async def feedback(app: web.Application) -> AsyncIterator[None]:
+        async with FeedbackQueue(app[STORE]) as app[FEEDBACK]:  # drained before the store closes
+            yield
+
     async def serving(app: web.Application) -> AsyncIterator[None]:
         app[STATE] = ProxyState(
             config=config,
@@ -123,4 +130,4 @@ def _contexts(config: Config) -> list[Context]:
         async with scheduled(config):
             yield
 
-    return [store, session, sink, writer, cache, stalls, serving]
+    return [store, session, sink, writer, cache, stalls, feedback, serving]

@@ -5,7 +5,8 @@ StoreError
  ├── InvalidTransition   409  e.g. approving an archived skill
  ├── Conflict            409  e.g. importing a skill id that belongs to another skillbook
  ├── InvalidContent      422  skill text or settings that break the rules
- └── StoreUnavailable    503  the store cannot serve now (locked, corrupted, gone): try later
+ └── StoreUnavailable    503  the store cannot serve now (locked, gone, disk full): try later
+      └── StoreCorrupt    503  the database is damaged; a person must restore or move it
 """
 
 from __future__ import annotations
@@ -37,3 +38,12 @@ class StoreUnavailable(StoreError):
     def __init__(self, message: str, *, retry_after_s: float = 5.0) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class StoreCorrupt(StoreUnavailable):
+    """The database itself is damaged (or is not a database): retrying will not help until a
+    person restores it or moves it aside. The message names the file and says so, in one line,
+    so `skillproxy serve` and `skillproxy learn` can print it as it is."""
+
+    def __init__(self, message: str, *, retry_after_s: float = 60.0) -> None:
+        super().__init__(message, retry_after_s=retry_after_s)

@@ -10,6 +10,7 @@ transactions of their own.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from store.records import (
@@ -247,6 +248,19 @@ class Store(Protocol):
 
     def migrate(self) -> list[str]:
         """Apply pending schema migrations; returns the names applied now."""
+        ...
+
+    def serving(self, *, lock_wait_s: float) -> AbstractContextManager[None]:
+        """Around one call of a caller (`store.worker` wraps every function it runs in it):
+        wait at most `lock_wait_s` for a lock another process holds, and raise the engine's
+        failures that mean the store cannot serve now (locked past that wait, damaged,
+        deleted, disk full) as `store.errors.StoreUnavailable` (`StoreCorrupt` for damage),
+        leaving the connection ready for the next call. Other errors pass unchanged."""
+        ...
+
+    def check(self) -> None:
+        """A cheap probe for health checks: raise `StoreUnavailable` unless the store can
+        serve reads and writes now. Writes nothing."""
         ...
 
     def close(self) -> None: ...

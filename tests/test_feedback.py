@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 
 from tests.harness import RunningProxy
@@ -62,3 +64,27 @@ def test_bad_feedback_gets_clear_errors(proxy: RunningProxy) -> None:
         proxy.v1 + "/feedback", content=b"{", headers={"Content-Type": "application/json"}
     )
     assert garbage.status_code == 400 and garbage.json()["error"]["code"] == "invalid_json"
+
+
+def test_deeply_nested_feedback_is_a_json_400(proxy: RunningProxy) -> None:
+    body = b"[" * 100_000 + b"]" * 100_000
+    response = httpx.post(proxy.v1 + "/feedback", content=body)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_json"
+
+
+def test_feedback_wants_a_client_key_when_keys_are_configured(
+    make_proxy: Callable[..., RunningProxy],
+) -> None:
+    proxy = make_proxy(server={"client_keys": ["sk-team"]})
+    answer = httpx.post(
+        proxy.v1 + "/chat/completions",
+        json={"model": "m", "messages": []},
+        headers={"Authorization": "Bearer sk-team"},
+    )
+    verdict = {"trace_id": answer.headers["X-Trace-Id"], "score": 1.0}
+    refused = httpx.post(proxy.v1 + "/feedback", json=verdict)
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "invalid_api_key"
+    allowed = httpx.post(proxy.v1 + "/feedback", json=verdict, headers={"x-api-key": "sk-team"})
+    assert allowed.status_code == 201, allowed.text

@@ -2,8 +2,18 @@
 
 With `admin.token` set, every admin route wants `Authorization: Bearer <token>` (401 without
 one, 403 with a wrong one). Without a token the API answers only clients on loopback, so a
-proxy bound to a public address never exposes skill editing by accident. Errors are JSON in
-OpenAI's shape, `{"error": {"message", "type", "code"}}`, like the rest of the proxy.
+proxy bound to a public address never exposes skill editing by accident.
+
+"On loopback" is decided from the connection's real peer, never from headers a client can
+write, and a request that carries forwarding headers (`X-Forwarded-For`, `Forwarded`,
+`X-Real-IP`) is not a local one: behind a reverse proxy on the same host every connection
+comes from 127.0.0.1, whoever sent the request. Only when the peer is one of
+`server.trusted_proxies` are those headers believed; the client is then the right-most
+address in each that is not itself a trusted proxy, and it must be on loopback.
+
+Errors are JSON in OpenAI's shape, `{"error": {"message", "type", "code"}}`, like the rest of
+the proxy; a store that cannot serve (locked, damaged, gone) is a 503 `store_unavailable`
+with `Retry-After`, and an unexpected failure a 500 in the same shape.
 """
 
 from __future__ import annotations
@@ -11,16 +21,32 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
-from collections.abc import Awaitable, Callable
-from functools import partial
+import logging
+import math
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from functools import lru_cache, partial
 
 from aiohttp import web
+from multidict import MultiMapping
 from pydantic import ValidationError
 
 from proxy.state import STATE
-from store.errors import Conflict, InvalidContent, InvalidTransition, NotFound, StoreError
+from store.errors import (
+    Conflict,
+    InvalidContent,
+    InvalidTransition,
+    NotFound,
+    StoreError,
+    StoreUnavailable,
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+log = logging.getLogger("skillproxy.admin")
+
+FORWARDING_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
 
 _STORE_ERRORS: dict[type[StoreError], tuple[int, str]] = {
     NotFound: (404, "not_found"),
@@ -38,21 +64,108 @@ class AdminError(Exception):
         self.status, self.message, self.code = status, message, code
 
 
-def admin_error(status: int, message: str, code: str) -> web.Response:
-    kind = {401: "authentication_error", 403: "permission_error", 404: "not_found_error"}.get(
-        status, "invalid_request_error"
-    )
+def admin_error(
+    status: int, message: str, code: str, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    kind = {
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+        500: "server_error",
+        503: "server_error",
+    }.get(status, "invalid_request_error")
     body = {"error": {"message": message, "type": kind, "code": code}}
-    return web.json_response(body, status=status)
+    return web.json_response(body, status=status, headers=headers)
 
 
-def is_loopback(remote: str | None) -> bool:
-    if not remote:
-        return False
+def store_unavailable(exc: StoreUnavailable) -> web.Response:
+    """503 with `Retry-After` (whole seconds, at least 1) from the store's hint."""
+    retry = str(max(1, math.ceil(exc.retry_after_s)))
+    return admin_error(503, str(exc), "store_unavailable", {"Retry-After": retry})
+
+
+def parse_address(text: str) -> Address | None:
+    """An address as peers and proxies write it (`203.0.113.9`, `203.0.113.9:443`, `::1`,
+    `[::1]:443`, quoted, with a zone), IPv4-mapped IPv6 as IPv4; None for anything else
+    (`unknown`, an obfuscated `_name`, garbage)."""
+    value = text.strip().strip('"').strip()
+    if value.startswith("["):
+        value = value[1:].partition("]")[0]
+    elif value.count(":") == 1:
+        value = value.partition(":")[0]
     try:
-        return ipaddress.ip_address(remote.split("%", 1)[0]).is_loopback
+        address = ipaddress.ip_address(value.split("%", 1)[0])
     except ValueError:
-        return False
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+@lru_cache(maxsize=16)
+def _networks(trusted: tuple[str, ...]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(item, strict=False) for item in trusted)
+
+
+def _is_trusted(address: Address | None, networks: Iterable[Network]) -> bool:
+    return address is not None and any(address in net for net in networks)
+
+
+def forwarded_chains(headers: MultiMapping[str]) -> dict[str, list[str]]:
+    """The addresses each forwarding header names, in the order hops added them (client
+    first); a header given several times counts as one list, as HTTP says."""
+
+    def values(name: str) -> list[str]:
+        return list(headers.getall(name, []))
+
+    chains: dict[str, list[str]] = {}
+    xff = [item.strip() for value in values("X-Forwarded-For") for item in value.split(",")]
+    if xff:
+        chains["X-Forwarded-For"] = xff
+    forwarded = [
+        pair.partition("=")[2].strip()
+        for value in values("Forwarded")
+        for element in value.split(",")
+        for pair in element.split(";")
+        if pair.partition("=")[0].strip().lower() == "for"
+    ]
+    if values("Forwarded"):
+        chains["Forwarded"] = forwarded or [""]
+    real = values("X-Real-IP")
+    if real:
+        chains["X-Real-IP"] = [real[-1].strip()]
+    return chains
+
+
+def _client(chain: list[str], networks: tuple[Network, ...]) -> str:
+    """The right-most hop that is not a trusted proxy (the left-most if all are)."""
+    for hop in reversed(chain):
+        if not _is_trusted(parse_address(hop), networks):
+            return hop.strip()
+    return chain[0].strip()
+
+
+def local_client_refusal(request: web.Request, trusted: tuple[str, ...]) -> str | None:
+    """Why this request does not come from a client on loopback, or None when it does."""
+    peer = parse_address(request.remote or "")
+    chains = forwarded_chains(request.headers)
+    if not chains:
+        if peer is not None and peer.is_loopback:
+            return None
+        return f"the request comes from {request.remote or 'an unknown address'}"
+    networks = _networks(trusted)
+    named = ", ".join(chains)
+    if not _is_trusted(peer, networks):
+        return (
+            f"the request was forwarded ({named}) by {request.remote or 'an unknown address'}, "
+            "which is not in server.trusted_proxies"
+        )
+    for header, chain in chains.items():
+        client = _client(chain, networks)
+        address = parse_address(client)
+        if address is None or not address.is_loopback:
+            return f"{header} names the client {client or '(nothing)'!r}, which is not on loopback"
+    return None
 
 
 def guarded(handler: Handler) -> Handler:
@@ -70,13 +183,16 @@ def guarded(handler: Handler) -> Handler:
 
 
 async def require_admin(request: web.Request, handler: Handler) -> web.StreamResponse:
-    token = request.config_dict[STATE].config.admin.token
+    config = request.config_dict[STATE].config
+    token = config.admin.token
     if not token:
-        if is_loopback(request.remote):
+        refusal = local_client_refusal(request, config.server.trusted_proxies)
+        if refusal is None:
             return await handler(request)
         return admin_error(
             403,
-            "The admin API answers only on loopback while no admin.token is configured.",
+            "The admin API answers only clients on loopback while no admin.token is "
+            f"configured: {refusal}.",
             "admin_loopback_only",
         )
     header = request.headers.get("Authorization", "")
@@ -95,6 +211,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)
     except AdminError as exc:
         return admin_error(exc.status, exc.message, exc.code)
+    except StoreUnavailable as exc:
+        log.warning("admin %s %s: %s", request.method, request.path, exc)
+        return store_unavailable(exc)
     except StoreError as exc:
         status, code = _STORE_ERRORS.get(type(exc), (400, "invalid_request"))
         return admin_error(status, str(exc), code)
@@ -105,6 +224,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             raise
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "invalid_request")
         return admin_error(exc.status, f"{exc.reason}: {request.method} {request.path}", code)
+    except Exception:  # a bug: logged with its traceback, answered in the API's shape
+        log.exception("admin %s %s failed", request.method, request.path)
+        return admin_error(500, "Internal error; the proxy's log has the details.", "internal")
 
 
 async def read_json(request: web.Request) -> object:

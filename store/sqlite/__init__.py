@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import sqlite_utils
 
-from store.sqlite.db import open_database
+from store.errors import StoreUnavailable
+from store.sqlite.db import BUSY_TIMEOUT_MS, open_database, set_lock_wait, unavailable
 from store.sqlite.episodes import SQLiteEpisodes
 from store.sqlite.learner import SQLiteFeedback, SQLiteLearner
 from store.sqlite.migrations import migrate
@@ -15,12 +20,25 @@ from store.sqlite.skills import SQLiteSkills
 from store.sqlite.traces import SQLiteTraces
 from store.sqlite.transfer import SQLiteTransfer
 
+FileIdentity = tuple[int, int] | None
+"""(device, inode) of the database file when it was opened; None for `:memory:`."""
+
 
 class SQLiteStore:
-    """Every repository over one connection; one per thread (see `store.worker`)."""
+    """Every repository over one connection; one per thread (see `store.worker`).
+
+    Opening a file that is not a database, or a damaged one, raises `StoreCorrupt` with a
+    message that names the file and says what to do, instead of SQLite's bare error."""
 
     def __init__(self, path: str | Path) -> None:
-        self._bind(open_database(path), str(path))
+        try:
+            db = open_database(path)
+            self._bind(db, str(path))
+        except sqlite3.Error as exc:
+            problem = unavailable(exc, str(path))
+            if problem is None:
+                raise
+            raise problem from exc
 
     @classmethod
     def on(cls, db: sqlite_utils.Database) -> SQLiteStore:
@@ -33,6 +51,9 @@ class SQLiteStore:
         self.url = f"sqlite:///{path}"
         self.path = path
         self._db = db
+        self._file = path if path in ("", ":memory:") else os.path.abspath(path)
+        self._identity = _identity(self._file)
+        self._lock_wait_s = BUSY_TIMEOUT_MS / 1000
         self.traces = SQLiteTraces(db)
         self.skillbooks = SQLiteSkillbooks(db)
         self.skills = SQLiteSkills(db, self.skillbooks)
@@ -42,7 +63,81 @@ class SQLiteStore:
         self.learner = SQLiteLearner(db, self.skills)
 
     def migrate(self) -> list[str]:
-        return migrate(self._db)
+        """Start-up is nobody's request: migrations wait for locks as long as any process
+        does, whatever a caller's `serving` asked for, and fail as `StoreUnavailable`."""
+        waited = self._lock_wait_s
+        self._wait_for_locks(BUSY_TIMEOUT_MS / 1000)
+        try:
+            with self._translated():
+                return migrate(self._db)
+        finally:
+            self._wait_for_locks(waited)
+
+    @contextmanager
+    def serving(self, *, lock_wait_s: float) -> Iterator[None]:
+        self._wait_for_locks(lock_wait_s)
+        with self._translated():
+            self._still_the_opened_file()
+            yield
+
+    def check(self) -> None:
+        """The file is the one opened, its schema and each table's first page read, and the
+        write lock taken and given back: a few page reads, no write."""
+        self._still_the_opened_file()
+        conn = self._db.conn
+        with self._translated():
+            tables = [
+                row[0]
+                for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            ]
+            for name in tables:
+                conn.execute(f'SELECT 1 FROM "{name}" LIMIT 1').fetchall()
+            if not conn.in_transaction:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("ROLLBACK")
 
     def close(self) -> None:
         self._db.conn.close()
+
+    def _wait_for_locks(self, seconds: float) -> None:
+        if seconds != self._lock_wait_s:
+            set_lock_wait(self._db, seconds)
+            self._lock_wait_s = seconds
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """SQLite's failures that mean "cannot serve now" raised as `StoreUnavailable`, with
+        the connection left out of any transaction the failure interrupted."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            if self._db.conn.in_transaction:
+                with suppress(sqlite3.Error):
+                    self._db.conn.execute("ROLLBACK")
+            problem = unavailable(exc, self.path)
+            if problem is None:
+                raise
+            raise problem from exc
+
+    def _still_the_opened_file(self) -> None:
+        """SQLite keeps writing to a file deleted or replaced under it, where every write is
+        lost: refuse instead, until a restart opens whatever is at the path now."""
+        if self._identity is None or _identity(self._file) == self._identity:
+            return
+        gone = not os.path.exists(self._file)
+        raise StoreUnavailable(
+            f"the database {self.path} was {'deleted' if gone else 'replaced'} while "
+            "skillproxy had it open; restart skillproxy to open what is there now "
+            "(it creates a fresh database if there is none)",
+            retry_after_s=30.0,
+        )
+
+
+def _identity(path: str) -> FileIdentity:
+    if path in ("", ":memory:"):
+        return None
+    try:
+        info = os.stat(path)
+    except OSError:
+        return (-1, -1)
+    return (info.st_dev, info.st_ino)
