@@ -10,6 +10,8 @@ from typing import Any
 from core.config import ConfigError, load_config
 from learner.sandbox import sandbox_support
 from learner.service import learn_once
+from store.errors import StoreError
+from store.url import hide_password
 
 BAR_WIDTH = 30
 
@@ -44,8 +46,23 @@ def run_learn(args: argparse.Namespace) -> int:
     if config.learner.recursive and (reason := sandbox_support()):
         print(f"skillproxy: recursive reflector refused: {reason}", file=sys.stderr)
         return 2
+    first = True
     while True:
-        summaries = learn_once(config, skillbook=args.skillbook, progress=_progress)
+        try:
+            summaries = learn_once(config, skillbook=args.skillbook, progress=_progress)
+        except Exception as exc:
+            if (reason := store_failure(exc, config.store.url)) is None:
+                raise
+            if args.once or first:  # nothing learned yet: most likely the wrong file
+                print(f"skillproxy: cannot start: {reason}", file=sys.stderr)
+                return 2
+            print(
+                f"skillproxy: {reason}; retrying in {config.learner.interval_s:g} s",
+                file=sys.stderr,
+            )
+            time.sleep(config.learner.interval_s)
+            continue
+        first = False
         for summary in summaries:
             _print_summary(summary.as_dict())
         if not summaries:
@@ -53,6 +70,25 @@ def run_learn(args: argparse.Namespace) -> int:
         if args.once:
             return 0
         time.sleep(config.learner.interval_s)
+
+
+def store_failure(exc: BaseException, url: str) -> str | None:
+    """What is wrong with the store at `url`, when `exc` says it cannot be used (corrupted,
+    locked, gone), as one line naming it; None for any other error, which is a bug and keeps
+    its traceback.
+
+    The store raises `StoreError` (`StoreUnavailable` for a file it cannot open). SQLite's own
+    `DatabaseError`, should one still escape the engine, is recognised by its class's name:
+    above `store/` nothing imports sqlite3 (tests/test_layout.py).
+    """
+    where = hide_password(url)
+    if isinstance(exc, StoreError):
+        message = str(exc) or type(exc).__name__
+        shown = where.removeprefix("sqlite:///")
+        return message if shown in message else f"the store {where}: {message}"
+    if any(c.__module__ == "sqlite3" and c.__name__ == "DatabaseError" for c in type(exc).__mro__):
+        return f"the store {where} cannot be opened: {exc} (is it a skillproxy database?)"
+    return None
 
 
 def _progress(done: int, total: int, episode: str) -> None:
@@ -68,7 +104,8 @@ def _print_summary(s: dict[str, Any]) -> None:
         f"{s['failures']} failed, {s['skipped']} skipped; {s['proposals']} proposals, "
         f"{s['merged']} merged into existing skills, {s['tags']} tags; "
         f"{s['llm_calls']} LLM calls, {s['input_tokens']}+{s['output_tokens']} tokens, "
-        f"${s['cost_usd']:.4f}" + (f"; stopped: {s['stopped']}" if s["stopped"] else "")
+        f"${s['cost_usd']:.4f}; {s['redactions']} redactions"
+        + (f"; stopped: {s['stopped']}" if s["stopped"] else "")
     )
     for refused in s["refused"]:
         print(f"  refused proposal {refused}")
