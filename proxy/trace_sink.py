@@ -21,12 +21,11 @@ that still fails is stored without the field that made it fail, its `error` sayi
 one that fails even with nothing but its id is given up (counted `lost`) when the others went
 in. If none went in, the store is failing, and the frame is retried.
 
-The store's file is watched: deleted or replaced under the running sink (its path no longer
-names the file the connection has open), writes would go on into a file nobody can read. The
-sink checks before and after each frame, and every `CHECK_INTERVAL_S` while idle (acting on a
-change seen at two looks in a row). On a change it logs an ERROR, sets aside the old file's
-journal (a new file must not read it), opens a fresh database at the URL's path, migrates it
-and writes the frame there again (ids make that idempotent): nothing written after the change
+The store's file is watched (`store.open_watched`): deleted or replaced under the running sink,
+writes would go on into a file nobody can read. The sink checks before and after each frame,
+and every `CHECK_INTERVAL_S` while idle (acting on a change seen at two looks in a row). On a
+change the store logs an ERROR and opens a fresh, migrated database at the same path, and the
+sink writes the frame there again (ids make that idempotent): nothing written after the change
 is lost, and `reopened` counts these in the stats.
 
 The child ignores SIGINT and SIGTERM (a terminal or service manager signals the whole process
@@ -47,7 +46,6 @@ import select
 import signal
 import struct
 import sys
-import time
 from typing import Any, BinaryIO
 
 from core.config import Config, PrivacyConfig, TracesConfig
@@ -63,8 +61,9 @@ from proxy.tracing import (
     row_values,
     storable_text,
 )
-from store import TRACE_COLUMNS, Store, open_store, parse_store_url
+from store import TRACE_COLUMNS, Store, open_watched
 from store.errors import StoreUnavailable
+from store.interfaces import WatchedStore
 
 log = logging.getLogger("skillproxy.traces")
 
@@ -215,104 +214,6 @@ _REQUIRED = {
     for c, empty in (("method", ""), ("path", ""), ("stream", 0), ("client_disconnected", 0))
 }
 """NOT NULL columns, and what stands for a value of theirs that cannot be stored."""
-_JOURNAL = ("-wal", "-shm")
-
-
-def _identity(path: str) -> tuple[int, int] | None:
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return info.st_dev, info.st_ino
-
-
-class StoreFile:
-    """The sink's store and the file it has open, reopened when the path names another file.
-
-    A connection keeps its file (and journal) open, so while it is open no other file can take
-    its inode number: the path's (device, inode) differing from the one recorded at opening
-    means the file was deleted or replaced."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        path = parse_store_url(url).path
-        self.path = None if path == ":memory:" else path
-        self.reopened = 0
-        self.noticed = False
-        self.store: Store | None = None
-        self._files: dict[str, tuple[int, int] | None] = {}
-        self._open()
-
-    def _open(self) -> None:
-        self.store = open_store(self.url)
-        if self.path is not None:
-            self._files = {s: _identity(self.path + s) for s in ("", *_JOURNAL)}
-
-    def trouble(self) -> str | None:
-        """Why the open file is no longer the store's, or None while it is."""
-        if self.path is None or self.store is None:
-            return None
-        now = _identity(self.path)
-        if now == self._files[""]:
-            return None
-        return "was deleted" if now is None else "was replaced by another file"
-
-    def ready(self) -> Store:
-        """The store to write to: the open one, or a fresh one if its file went away."""
-        if self.store is None:
-            self._reopen()
-        elif (why := self.trouble()) is not None:
-            log.error(
-                "the trace store %s %s while the proxy was running; traces written to it "
-                "since are kept by writing them again to a fresh database at that path",
-                self.path,
-                why,
-            )
-            self._reopen()
-        assert self.store is not None
-        return self.store
-
-    def _reopen(self) -> None:
-        old, self.store = self.store, None
-        if old is not None:
-            with contextlib.suppress(Exception):  # closing a connection to a deleted file
-                old.close()
-            self._set_aside_journal()
-        self._open()
-        assert self.store is not None
-        applied = self.store.migrate()
-        self.reopened += 1
-        self.noticed = False
-        log.error(
-            "opened a fresh trace store at %s (migrations: %s)",
-            self.path,
-            ", ".join(applied) or "none needed",
-        )
-
-    def _set_aside_journal(self) -> None:
-        """The old file's WAL and shared-memory index, still at the path while another
-        connection (the proxy's own) holds them, would be read as the new file's: rename them."""
-        assert self.path is not None
-        for suffix in _JOURNAL:
-            name = self.path + suffix
-            recorded = self._files.get(suffix)
-            if recorded is not None and _identity(name) == recorded:
-                aside = f"{name}.orphaned-{time.time_ns()}"
-                try:
-                    os.rename(name, aside)
-                except OSError as exc:
-                    log.error("could not move %s aside: %s", name, exc)
-                else:
-                    log.error("moved the old store's %s aside to %s", name, aside)
-
-    def take_reopened(self) -> int:
-        count, self.reopened = self.reopened, 0
-        return count
-
-    def close(self) -> None:
-        if self.store is not None:
-            self.store.close()
-            self.store = None
 
 
 class _FrameFailed(Exception):
@@ -333,7 +234,7 @@ def serve(store_url: str, reader: BinaryIO, writer: BinaryIO) -> None:
     if settings is None:
         return
     policy = policy_from(marshal.loads(settings))
-    store = StoreFile(store_url)
+    store = open_watched(store_url)
     try:
         while True:
             if not select.select([fd], [], [], CHECK_INTERVAL_S)[0]:
@@ -350,7 +251,7 @@ def serve(store_url: str, reader: BinaryIO, writer: BinaryIO) -> None:
         store.close()
 
 
-def _look_after(store: StoreFile) -> None:
+def _look_after(store: WatchedStore) -> None:
     """While idle: a file found gone at two looks in a row is made afresh. Waiting one look
     gives a `mv` or restore under way a moment, and the proxy's own threads, which see the
     same change, the chance to report it as it is; a frame arriving does not wait."""
@@ -385,7 +286,7 @@ def _read_exact(fd: int, size: int) -> bytes | None:
 
 
 def commit(
-    store: StoreFile, records: list[TraceRecord], policy: StoragePolicy = DEFAULT_POLICY
+    store: WatchedStore, records: list[TraceRecord], policy: StoragePolicy = DEFAULT_POLICY
 ) -> dict[str, Any]:
     """Store one frame's records; the acknowledgement to send back."""
     counts: Counts = {}

@@ -12,10 +12,13 @@ An engine lives in a package of its own (`store/sqlite/`); nothing above `store/
 from __future__ import annotations
 
 from store.columns import TRACE_COLUMNS
-from store.interfaces import Store
+from store.interfaces import Store, WatchedStore
 from store.url import StoreURL, StoreURLError, parse_store_url
 
-__all__ = ["TRACE_COLUMNS", "Store", "StoreURL", "StoreURLError", "open_store", "parse_store_url"]
+__all__ = [
+    "TRACE_COLUMNS", "Store", "StoreURL", "StoreURLError", "WatchedStore", "open_store",
+    "open_watched", "parse_store_url",
+]  # fmt: skip
 
 
 def open_store(url: str | StoreURL) -> Store:
@@ -24,3 +27,12 @@ def open_store(url: str | StoreURL) -> Store:
     from store.sqlite import SQLiteStore  # the engine, loaded only when asked for
 
     return SQLiteStore(location.path)
+
+
+def open_watched(url: str) -> WatchedStore:
+    """`open_store`, for a process that writes on its own: a file deleted or replaced under it
+    is noticed and a fresh one opened at the same path (see `store/sqlite/watched.py`)."""
+    parse_store_url(url)  # refuse what open_store would
+    from store.sqlite.watched import StoreFile
+
+    return StoreFile(url)

@@ -264,3 +264,25 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class WatchedStore(Protocol):
+    """A store whose file may be deleted or replaced while it is open (`store.open_watched`)."""
+
+    path: str | None
+    noticed: bool
+    """Set by the caller when it has seen `trouble()` once (it acts on the second look)."""
+
+    def trouble(self) -> str | None:
+        """Why the open file is no longer the store's, or None while it is."""
+        ...
+
+    def ready(self) -> Store:
+        """The store to write to: the open one, or a fresh one if its file went away."""
+        ...
+
+    def take_reopened(self) -> int:
+        """How many times a fresh file was opened since the last call."""
+        ...
+
+    def close(self) -> None: ...

@@ -3,8 +3,8 @@ sink's memory, `lost` counts only what is not stored, secrets in query strings a
 deleted or replaced store file is noticed and made afresh, and personal data is redacted
 before the traces of the skillbooks that ask for it are stored.
 
-Covers proxy/trace_sink.py, proxy/trace_writer.py, proxy/tracing.py and store/sqlite/traces.py
-with real proxies, a real sink process and real sockets."""
+Covers proxy/trace_sink.py, proxy/trace_writer.py, proxy/tracing.py, store/sqlite/traces.py
+and store/sqlite/watched.py, with real proxies, a real sink process and real sockets."""
 
 from __future__ import annotations
 
