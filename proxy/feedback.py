@@ -21,11 +21,12 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from proxy import errors
+from proxy.body import answer_unread, read_body
 from proxy.credentials import key_allowed
 from proxy.feedback_queue import FEEDBACK
 from proxy.handlers import skillbook_for
 from proxy.state import STATE, ProxyState
-from store.errors import StoreUnavailable
+from store.errors import StoreMoved, StoreUnavailable
 from store.records import NewFeedback
 
 log = logging.getLogger("skillproxy.feedback")
@@ -56,9 +57,18 @@ async def post_feedback(request: web.Request) -> web.Response:
         if keys and not key_allowed(request.headers, keys):
             raise errors.invalid_api_key()
         skillbook = skillbook_for(request, state)
-        body = _parse(await request.read())
+        server = state.config.server
+        raw = await read_body(
+            request, limit=server.max_body_bytes, timeout_s=server.body_timeout_s, readable=True
+        )
+        body = _parse(raw.data)
     except errors.ProxyError as exc:
-        return errors.error_response(exc, anthropic=False)
+        response = errors.error_response(exc, anthropic=False)
+        if not request.content.is_eof():
+            await answer_unread(request, response, exc)
+        return response
+    if isinstance(state.store.problem, StoreMoved):  # nothing queued could ever be written
+        return _unavailable(state.store.problem)
     try:
         missing = await _missing_target(state, body)
         if missing is not None:

@@ -53,10 +53,10 @@ async def proxy_v1(request: web.Request) -> web.StreamResponse:
     )
     key = client_key(request.headers)
     record.key_fingerprint = fingerprint(key) if key else None
+    extra = {"X-Trace-Id": record.id}
     try:
-        record.skillbook = skillbook_for(request, state)
-        extra = {"X-Trace-Id": record.id, "X-Skillbook": record.skillbook}
-        target = _admitted(request, state)
+        target = _admitted(request, state)  # before the skillbook: a refused client names none
+        record.skillbook = extra["X-Skillbook"] = skillbook_for(request, state)
         body = await _body(request, state, route, record, extra)
         return await _forward(request, state, route, target, body, record, extra, started)
     except errors.ProxyError as exc:
@@ -73,7 +73,7 @@ async def proxy_v1(request: web.Request) -> web.StreamResponse:
     except Exception as exc:
         if record.status is not None:  # the provider's answer has started going out
             raise
-        log.exception("failed on %s %s", request.method, record.path)
+        log.exception("failed on %s %s", request.method, record.path.partition("?")[0])
         failure = errors.internal_error(type(exc).__name__)
         record.status = failure.status
         record.error = f"{failure}: {exc}"[:1000]

@@ -6,7 +6,8 @@ StoreError
  ├── Conflict            409  e.g. importing a skill id that belongs to another skillbook
  ├── InvalidContent      422  skill text or settings that break the rules
  └── StoreUnavailable    503  the store cannot serve now (locked, gone, disk full): try later
-      └── StoreCorrupt    503  the database is damaged; a person must restore or move it
+      ├── StoreCorrupt    503  the database is damaged; a person must restore or move it
+      └── StoreMoved      503  its file was deleted or replaced: only a restart opens it
 """
 
 from __future__ import annotations
@@ -47,3 +48,8 @@ class StoreCorrupt(StoreUnavailable):
 
     def __init__(self, message: str, *, retry_after_s: float = 60.0) -> None:
         super().__init__(message, retry_after_s=retry_after_s)
+
+
+class StoreMoved(StoreUnavailable):
+    """The store's file was deleted or replaced while open; retrying cannot help until the
+    process opens whatever is at the path now."""

@@ -759,3 +759,57 @@ def test_a_duplicated_client_credential_never_reaches_the_provider_with_an_upstr
         assert credentials == [("x-api-key", "sk-ant-up")]
     else:
         assert credentials == [("authorization", "Bearer sk-up")]
+
+
+def test_a_refused_path_quotes_no_query_in_its_error(proxy: RunningProxy) -> None:
+    """The error body is stored with the trace: a key in the query must not ride along."""
+    answer = httpx.get(proxy.v1 + "/a/%2e%2e/models?key=sk-SECRET-9")  # httpx keeps %2e
+    assert answer.status_code == 400 and "SECRET" not in answer.text
+    trace = proxy.trace(answer.headers["X-Trace-Id"])
+    assert "SECRET" not in json.dumps(trace)
+
+
+def test_a_client_refused_for_its_key_names_no_skillbook(
+    make_proxy: Callable[..., RunningProxy],
+) -> None:
+    proxy = make_proxy(server={"client_keys": ["sk-team"]})
+    for n in range(3):
+        refused = httpx.post(
+            proxy.v1 + "/chat/completions",
+            json={"model": "m", "messages": []},
+            headers={"Authorization": "Bearer wrong", "X-Skillbook": f"spam{n}"},
+        )
+        assert refused.status_code == 401
+    proxy.traces(3)
+    books = [b["name"] for b in proxy.admin("GET", "/skillbooks").json()["data"]]
+    assert not any(name.startswith("spam") for name in books)
+
+
+def test_feedback_bodies_are_read_like_the_proxys(make_proxy: Callable[..., RunningProxy]) -> None:
+    proxy = make_proxy(server={"max_body_bytes": 1000, "body_timeout_s": 0.5})
+    bad_gzip = httpx.post(
+        proxy.v1 + "/feedback", content=b"not gzip", headers={"Content-Encoding": "gzip"}
+    )
+    assert bad_gzip.status_code == 400
+    assert bad_gzip.json()["error"]["code"] == "invalid_body_encoding"
+    too_big = httpx.post(proxy.v1 + "/feedback", content=b"x" * 2000)
+    assert too_big.status_code == 413 and too_big.json()["error"]["code"] == "request_too_large"
+    host, port = proxy.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(
+            b"POST /v1/feedback HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n{"
+        )
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:80]
+
+
+def test_an_undecodable_admin_token_is_refused_not_a_500(proxy: RunningProxy) -> None:
+    host, port = proxy.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(
+            b"GET /admin/skillbooks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer caf\xe9\r\n\r\n"
+        )
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 403"), answer[:80]
+    assert b'"invalid_token"' in answer

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from store.errors import StoreUnavailable
+from store.errors import StoreMoved
 from store.sqlite.db import BUSY_TIMEOUT_MS, open_database, set_lock_wait, unavailable
 from store.sqlite.episodes import SQLiteEpisodes
 from store.sqlite.learner import SQLiteFeedback, SQLiteLearner
@@ -125,7 +125,7 @@ class SQLiteStore:
         if self._identity is None or _identity(self._file) == self._identity:
             return
         gone = not os.path.exists(self._file)
-        raise StoreUnavailable(
+        raise StoreMoved(
             f"the database {self.path} was {'deleted' if gone else 'replaced'} while "
             "skillproxy had it open; restart skillproxy to open what is there now "
             "(it creates a fresh database if there is none)",
