@@ -8,6 +8,7 @@ in its own wire format.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import time
 from typing import Any
@@ -30,7 +31,7 @@ from proxy.routing import (
     upstream_url,
 )
 from proxy.state import STATE, ProxyState
-from proxy.tracing import TraceRecord, new_trace_id
+from proxy.tracing import MAX_TRACE_BODY_BYTES, TraceRecord, new_trace_id
 
 SESSION_HEADER = "X-Session-Id"
 log = logging.getLogger("skillproxy")
@@ -110,7 +111,9 @@ async def _body(
         timeout_s=server.body_timeout_s,
         readable=route.format is not None,
     )
-    record.request_body = body.data
+    record.request_bytes = len(body.data)
+    if record.request_bytes <= MAX_TRACE_BODY_BYTES:  # larger ones are stored as their size
+        record.request_body = body.data
     if route.format is None:
         return body
     payload, stdlib = _parse_json(body.data)
@@ -134,6 +137,17 @@ async def _load_tokenizer(state: ProxyState, encoding: str) -> None:
         await state.skillbooks.add_encoding(encoding)
     except Exception:  # the store or tokenizer failed: forwarding must not
         log.exception("could not prepare skillbooks for %s", encoding)
+
+
+LARGE_BODY_BYTES = 1 << 20
+"""aiohttp warns (ResourceWarning) on a bytes body over 1 MiB; written from a BytesIO in
+chunks instead, a large upload does not hold the loop in one write."""
+
+
+def _payload(data: bytes) -> bytes | io.BytesIO | None:
+    if not data:
+        return None
+    return io.BytesIO(data) if len(data) > LARGE_BODY_BYTES else data
 
 
 def _raw_query(raw_path: str) -> str:
@@ -189,7 +203,7 @@ async def _forward(
         async with state.session.request(
             request.method,
             upstream_url(base, target),
-            data=body.data or None,
+            data=_payload(body.data),
             headers=headers,
             allow_redirects=False,
         ) as answer:

@@ -62,6 +62,9 @@ class TraceRecord:
     model: str | None = None
     stream: bool = False
     request_body: bytes = b""
+    """Empty when the body was over `MAX_TRACE_BODY_BYTES`: only its size is kept then, so a
+    queue of large uploads costs no more memory than the cap allows."""
+    request_bytes: int = 0
     request_content_type: str = ""
     status: int | None = None
     latency_ms: float | None = None
@@ -164,7 +167,8 @@ def row_values(
     response_text, response = _response(record)
     usage = FORMATS[record.format].usage(response) if record.format and response else None
     request = record.request_body
-    request_text = _body_text(request, record.request_content_type, len(request))
+    size = max(record.request_bytes, len(request))
+    request_text = _body_text(request, record.request_content_type, size)
     redactor = policy.redacts(record.skillbook)
     if redactor is not None:
         tally: Counts = {} if counts is None else counts
@@ -304,10 +308,10 @@ def _response(record: TraceRecord) -> tuple[str | None, dict[str, Any] | None]:
 
 
 def _body_text(raw: bytes, content_type: str, size: int) -> str | None:
-    if not raw:
-        return None
     if size > MAX_TRACE_BODY_BYTES:
         return _omitted(content_type, size)
+    if not raw:
+        return None
     if "json" in content_type or "text/" in content_type or raw[:1] in (b"{", b"["):
         text = raw.decode("utf-8", errors="replace")
         return text if raw[:1] in (b"{", b"[") else json.dumps(text, ensure_ascii=False)

@@ -24,9 +24,9 @@ import pytest
 from aiohttp import web
 
 from proxy.trace_sink import TraceSink
-from proxy.tracing import MAX_TRACE_BODY_BYTES, TraceRecord, inflate, new_trace_id
+from proxy.tracing import MAX_TRACE_BODY_BYTES, TraceRecord, inflate, new_trace_id, row_values
 from skillproxy.app import create_app
-from store import open_store
+from store import TRACE_COLUMNS, open_store
 from tests.fakes import replies
 from tests.fakes.provider import FakeProvider
 from tests.fakes.server_thread import ServerThread
@@ -445,3 +445,29 @@ def test_a_star_redacts_every_skillbooks_stream(configured: Callable[..., Runnin
         assert b"4111" in b"".join(answer.iter_bytes())
     folded = proxy.trace(trace_id)["response_json"]
     assert folded["choices"][0]["message"]["content"] == "Card [CARD] is on file, a@b.io"
+
+
+def test_a_request_body_over_the_trace_cap_is_kept_as_its_size(proxy: RunningProxy) -> None:
+    """The record holds no more than the cap while it waits in the queue; the row says what
+    was there."""
+    big = {"model": "m", "messages": [{"role": "user", "content": "x" * (5 * 1024 * 1024)}]}
+    data = json.dumps(big).encode()
+    answer = httpx.post(
+        proxy.v1 + "/chat/completions", content=data, headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 200
+    sent = proxy.provider.last
+    assert len(sent.body) == len(data)  # the provider got all of it
+    trace = proxy.trace(answer.headers["X-Trace-Id"])
+    assert trace["request_json"] == {
+        "skillproxy_omitted": True,
+        "content_type": "application/json",
+        "bytes": len(data),
+    }
+    assert trace["model"] == "m"
+
+
+def test_a_record_keeps_no_request_body_over_the_cap() -> None:
+    record = TraceRecord("t", 0.0, "b", "POST", "/v1/x", request_bytes=MAX_TRACE_BODY_BYTES + 1)
+    row = dict(zip(TRACE_COLUMNS, row_values(record), strict=True))
+    assert json.loads(row["request_json"])["bytes"] == MAX_TRACE_BODY_BYTES + 1
