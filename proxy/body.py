@@ -105,7 +105,10 @@ async def answer_unread(
     otherwise read the rest itself and keep the connection, but a broken rest (bad gzip or
     framing) makes it fail on the connection after the answer, and a client reusing it sees
     a reset. The answer is followed by a FIN; the socket closes at the end of the body, at an
-    error, or after `LINGER_S` (`UPLOAD_LINGER_S` if the body was refused, not failed)."""
+    error, or after `LINGER_S` (`UPLOAD_LINGER_S` if the body was refused, not failed).
+    Nothing to do when the body was read to its end: aiohttp sends `response` as usual."""
+    if request.content.is_eof():
+        return
     response.force_close()
     try:
         await response.prepare(request)

@@ -52,7 +52,7 @@ def key_allowed(
     found = False
     for presented in (_bearer(headers.get("Authorization")), headers.get("x-api-key")):
         if presented:
-            digest = hashlib.sha256(presented.encode("utf-8", "surrogatepass")).digest()
+            digest = secret_digest(presented)
             for key in expected:
                 found |= hmac.compare_digest(digest, key)
     return found
@@ -65,7 +65,14 @@ def _bearer(value: str | None) -> str | None:
     return token.strip() if scheme.lower() == "bearer" else None
 
 
+def secret_digest(secret: str) -> bytes:
+    """SHA-256 of a secret, for `hmac.compare_digest`: equal length whatever was sent, so the
+    time taken tells nothing of the secret's length, and any header text hashes (a header's
+    non-UTF-8 bytes arrive as lone surrogates)."""
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
+
+
 @lru_cache(maxsize=8)
 def _digests(keys: tuple[str, ...]) -> tuple[bytes, ...]:
     """Once per configuration, not per request."""
-    return tuple(hashlib.sha256(key.encode()).digest() for key in keys)
+    return tuple(secret_digest(key) for key in keys)

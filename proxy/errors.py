@@ -10,6 +10,7 @@ and each renders the way the caller's SDK expects to parse it: OpenAI's
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -93,6 +94,11 @@ def internal_error(detail: str) -> ProxyError:
         "internal_error",
         "api_error",
     )
+
+
+def retry_after(seconds: float) -> str:
+    """A `Retry-After` value: whole seconds, at least 1."""
+    return str(max(1, math.ceil(seconds)))
 
 
 def body_too_large(limit: int) -> ProxyError:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from typing import Any
 
 from aiohttp import web
@@ -64,8 +63,7 @@ async def post_feedback(request: web.Request) -> web.Response:
         body = _parse(raw.data)
     except errors.ProxyError as exc:
         response = errors.error_response(exc, anthropic=False)
-        if not request.content.is_eof():
-            await answer_unread(request, response, exc)
+        await answer_unread(request, response, exc)
         return response
     if isinstance(state.store.problem, StoreMoved):  # nothing queued could ever be written
         return _unavailable(state.store.problem)
@@ -126,7 +124,7 @@ def _unavailable(exc: StoreUnavailable) -> web.Response:
     log.warning("feedback refused: %s", exc)
     err = errors.ProxyError(503, str(exc), "server_error", "store_unavailable", "api_error")
     response = errors.error_response(err, anthropic=False)
-    response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+    response.headers["Retry-After"] = errors.retry_after(exc.retry_after_s)
     return response
 
 

@@ -29,6 +29,7 @@ from proxy.routing import (
     classify,
     forwarded_tail,
     upstream_url,
+    without_query,
 )
 from proxy.state import STATE, ProxyState
 from proxy.tracing import MAX_TRACE_BODY_BYTES, TraceRecord, new_trace_id
@@ -64,8 +65,7 @@ async def proxy_v1(request: web.Request) -> web.StreamResponse:
         record.status = exc.status
         record.error = str(exc)
         response = _error(exc, route, record)
-        if not request.content.is_eof():
-            await answer_unread(request, response, exc)
+        await answer_unread(request, response, exc)
         return response
     except asyncio.CancelledError:  # the client left while we waited on the provider
         record.client_disconnected = True
@@ -74,7 +74,7 @@ async def proxy_v1(request: web.Request) -> web.StreamResponse:
     except Exception as exc:
         if record.status is not None:  # the provider's answer has started going out
             raise
-        log.exception("failed on %s %s", request.method, record.path.partition("?")[0])
+        log.exception("failed on %s %s", request.method, without_query(record.path))
         failure = errors.internal_error(type(exc).__name__)
         record.status = failure.status
         record.error = f"{failure}: {exc}"[:1000]

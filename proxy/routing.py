@@ -87,7 +87,7 @@ def raw_tail(raw_path: str) -> str:
         start = raw_path.find("/", scheme + 3)  # absolute-form: `POST http://host/v1/...`
         if start > 0:
             return raw_tail(raw_path[start:])
-    raise ValueError(f"not a proxied path: {_without_query(raw_path)[:200]!r}")
+    raise ValueError(f"not a proxied path: {without_query(raw_path)[:200]!r}")
 
 
 def forwarded_tail(raw_path: str) -> str:
@@ -103,11 +103,11 @@ def forwarded_tail(raw_path: str) -> str:
         path = path.lower().replace("%2e", ".").replace("%2f", "/").replace("%5c", "/")
     for segment in path.replace("\\", "/").split("/"):
         if segment == "." or segment == "..":
-            shown = _without_query(tail)[:200]
+            shown = without_query(tail)[:200]
             raise ValueError(f"the path may not contain '.' or '..' segments: {shown!r}")
     return tail
 
 
-def _without_query(path: str) -> str:
+def without_query(path: str) -> str:
     """A path to quote in an error: its query may hold a key, and errors are stored and shown."""
     return path.partition("?")[0]

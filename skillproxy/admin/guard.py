@@ -18,12 +18,10 @@ with `Retry-After`, and an unexpected failure a 500 in the same shape.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import ipaddress
 import json
 import logging
-import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import lru_cache, partial
 
@@ -31,6 +29,8 @@ from aiohttp import web
 from multidict import MultiMapping
 from pydantic import ValidationError
 
+from proxy.credentials import secret_digest
+from proxy.errors import retry_after
 from proxy.state import STATE
 from store.errors import (
     Conflict,
@@ -80,9 +80,9 @@ def admin_error(
 
 
 def store_unavailable(exc: StoreUnavailable) -> web.Response:
-    """503 with `Retry-After` (whole seconds, at least 1) from the store's hint."""
-    retry = str(max(1, math.ceil(exc.retry_after_s)))
-    return admin_error(503, str(exc), "store_unavailable", {"Retry-After": retry})
+    """503 with `Retry-After` from the store's hint."""
+    headers = {"Retry-After": retry_after(exc.retry_after_s)}
+    return admin_error(503, str(exc), "store_unavailable", headers)
 
 
 def parse_address(text: str) -> Address | None:
@@ -202,7 +202,7 @@ async def require_admin(request: web.Request, handler: Handler) -> web.StreamRes
         return admin_error(
             401, "Send the admin token as 'Authorization: Bearer <token>'.", "missing_token"
         )
-    if not hmac.compare_digest(_digest(given.strip()), _digest(token)):
+    if not hmac.compare_digest(secret_digest(given.strip()), secret_digest(token)):
         return admin_error(403, "The admin token is not valid.", "invalid_token")
     return await handler(request)
 
@@ -246,9 +246,3 @@ def _describe(exc: ValidationError) -> str:
         where = ".".join(str(p) for p in err["loc"]) or "body"
         parts.append(f"{where}: {err['msg']}")
     return "; ".join(parts)
-
-
-def _digest(secret: str) -> bytes:
-    """Tokens compared by digest: equal length whatever was sent (nothing told by timing), and
-    any header text hashes, the lone surrogates aiohttp makes of undecodable bytes included."""
-    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
