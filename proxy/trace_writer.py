@@ -67,6 +67,9 @@ class TraceWriter:
         self._task: asyncio.Task[None] | None = None
         self._pending_puts: set[asyncio.Task[None]] = set()
         self.stats = TraceStats()
+        self.failing = False
+        """The last attempt to hand traces to the sink failed (read by /healthz); cleared by
+        the next one that succeeds."""
 
     async def submit(self, record: TraceRecord) -> None:
         """Queue a finished exchange; never raises, waits at most `block_timeout_ms`.
@@ -161,6 +164,7 @@ class TraceWriter:
             self.stats.lost += given_up
             self._sync()
             pending = pending[done:]
+            self.failing = failure is not None
             if failure is None:
                 self.stats.batches += 1
                 return
