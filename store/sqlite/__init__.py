@@ -20,8 +20,8 @@ from store.sqlite.skills import SQLiteSkills
 from store.sqlite.traces import SQLiteTraces
 from store.sqlite.transfer import SQLiteTransfer
 
-FileIdentity = tuple[int, int] | None
-"""(device, inode) of the database file when it was opened; None for `:memory:`."""
+FileIdentity = tuple[int, int]
+"""(device, inode): while a connection holds its file open, no other file takes that inode."""
 
 
 class SQLiteStore:
@@ -52,7 +52,7 @@ class SQLiteStore:
         self.path = path
         self._db = db
         self._file = path if path in ("", ":memory:") else os.path.abspath(path)
-        self._identity = _identity(self._file)
+        self._identity = None if self._file in ("", ":memory:") else file_identity(self._file)
         self._lock_wait_s = BUSY_TIMEOUT_MS / 1000
         self.traces = SQLiteTraces(db)
         self.skillbooks = SQLiteSkillbooks(db)
@@ -119,25 +119,34 @@ class SQLiteStore:
                 raise
             raise problem from exc
 
+    def moved(self) -> str | None:
+        """ "deleted" or "replaced" when the path no longer names the file this store opened;
+        None while it does, and always for `:memory:`."""
+        if self._identity is None:
+            return None
+        now = file_identity(self._file)
+        if now == self._identity:
+            return None
+        return "deleted" if now is None else "replaced"
+
     def _still_the_opened_file(self) -> None:
         """SQLite keeps writing to a file deleted or replaced under it, where every write is
         lost: refuse instead, until a restart opens whatever is at the path now."""
-        if self._identity is None or _identity(self._file) == self._identity:
+        how = self.moved()
+        if how is None:
             return
-        gone = not os.path.exists(self._file)
         raise StoreMoved(
-            f"the database {self.path} was {'deleted' if gone else 'replaced'} while "
+            f"the database {self.path} was {how} while "
             "skillproxy had it open; restart skillproxy to open what is there now "
             "(it creates a fresh database if there is none)",
             retry_after_s=30.0,
         )
 
 
-def _identity(path: str) -> FileIdentity:
-    if path in ("", ":memory:"):
-        return None
+def file_identity(path: str) -> FileIdentity | None:
+    """The file at `path` now; None when there is none (or it cannot be looked at)."""
     try:
         info = os.stat(path)
     except OSError:
-        return (-1, -1)
+        return None
     return (info.st_dev, info.st_ino)

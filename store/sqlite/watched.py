@@ -14,20 +14,12 @@ import os
 import time
 
 from store.interfaces import Store
-from store.sqlite import SQLiteStore
+from store.sqlite import FileIdentity, SQLiteStore, file_identity
 from store.url import parse_store_url
 
 log = logging.getLogger("skillproxy.traces")
 
 _JOURNAL = ("-wal", "-shm")
-
-
-def _identity(path: str) -> tuple[int, int] | None:
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return info.st_dev, info.st_ino
 
 
 class StoreFile:
@@ -43,23 +35,21 @@ class StoreFile:
         self.path = None if path == ":memory:" else path
         self.reopened = 0
         self.noticed = False
-        self.store: Store | None = None
-        self._files: dict[str, tuple[int, int] | None] = {}
+        self.store: SQLiteStore | None = None
+        self._journal: dict[str, FileIdentity | None] = {}
         self._open()
 
     def _open(self) -> None:
         self.store = SQLiteStore(parse_store_url(self.url).path)
         if self.path is not None:
-            self._files = {s: _identity(self.path + s) for s in ("", *_JOURNAL)}
+            self._journal = {s: file_identity(self.path + s) for s in _JOURNAL}
 
     def trouble(self) -> str | None:
         """Why the open file is no longer the store's, or None while it is."""
-        if self.path is None or self.store is None:
+        how = None if self.store is None else self.store.moved()
+        if how is None:
             return None
-        now = _identity(self.path)
-        if now == self._files[""]:
-            return None
-        return "was deleted" if now is None else "was replaced by another file"
+        return "was deleted" if how == "deleted" else "was replaced by another file"
 
     def ready(self) -> Store:
         """The store to write to: the open one, or a fresh one if its file went away."""
@@ -99,8 +89,8 @@ class StoreFile:
         assert self.path is not None
         for suffix in _JOURNAL:
             name = self.path + suffix
-            recorded = self._files.get(suffix)
-            if recorded is not None and _identity(name) == recorded:
+            recorded = self._journal.get(suffix)
+            if recorded is not None and file_identity(name) == recorded:
                 aside = f"{name}.orphaned-{time.time_ns()}"
                 try:
                     os.rename(name, aside)
