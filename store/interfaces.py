@@ -57,6 +57,14 @@ class TraceRepository(Protocol):
         """A trace or an episode carries this session id."""
         ...
 
+    def skillbook_of(self, trace_id: str) -> str | None:
+        """The skillbook a stored trace belongs to; None when there is no such trace."""
+        ...
+
+    def session_skillbooks(self, session_id: str) -> list[str]:
+        """The skillbooks whose traces or episodes carry this session id, sorted."""
+        ...
+
 
 class SkillbookRepository(Protocol):
     def ensure(self, name: str) -> None: ...
@@ -186,6 +194,10 @@ class EpisodeRepository(Protocol):
 
 class FeedbackRepository(Protocol):
     def add(self, feedback: NewFeedback) -> int: ...
+
+    def for_trace(self, trace_id: str) -> list[Feedback]:
+        """Feedback on this trace and on its session (within its skillbook), oldest first."""
+        ...
 
 
 class LearnerRepository(Protocol):

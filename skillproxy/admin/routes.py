@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +10,7 @@ from pydantic import BaseModel
 
 from skillproxy.admin import learner, skills, traces, transfer
 from skillproxy.admin.guard import Handler, guarded
+from skillproxy.admin.openapi import openapi_document
 
 ACTIONS = "approve|reject|archive|restore"
 
@@ -22,6 +22,14 @@ class AdminRoute:
     handler: Handler
     summary: str
     body: type[BaseModel] | None = None
+    """The JSON request body's model (validated by the handler, declared in the OpenAPI)."""
+    response: Any = None
+    """What a success answers with: a record type, a pydantic model, or `list[...]` of one
+    wrapped as `{"data": [...]}` when `listed`; None for no declared body."""
+    query: type[BaseModel] | None = None
+    """The query parameters' model: the handler parses `request.query` with it."""
+    status: int = 200
+    listed: bool = False
 
 
 ROUTES = (
@@ -110,6 +118,10 @@ def admin_app() -> web.Application:
     return admin
 
 
+async def openapi_handler(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document(ROUTES))
+
+
 async def unmatched(request: web.Request) -> web.StreamResponse:
     """No admin route has this path (404) or takes this method on it (405)."""
     allowed: set[str] = set()
@@ -119,37 +131,3 @@ async def unmatched(request: web.Request) -> web.StreamResponse:
     if allowed:
         raise web.HTTPMethodNotAllowed(request.method, allowed)
     raise web.HTTPNotFound()
-
-
-async def openapi_handler(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document())
-
-
-def openapi_document() -> dict[str, Any]:
-    paths: dict[str, dict[str, Any]] = {}
-    for route in ROUTES:
-        template = re.sub(r"\{(\w+):[^}]+\}", r"{\1}", route.path)
-        operation: dict[str, Any] = {
-            "summary": route.summary,
-            "parameters": [
-                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-                for name in re.findall(r"\{(\w+)", route.path)
-            ],
-            "responses": {
-                "200": {"description": "OK", "content": {"application/json": {}}},
-                "default": {"description": "An error: {error: {message, type, code}}"},
-            },
-        }
-        if route.body is not None:
-            operation["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": route.body.model_json_schema()}},
-            }
-        paths.setdefault("/admin" + template, {})[route.method.lower()] = operation
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "skillproxy admin API", "version": "1"},
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
-        "security": [{"bearer": []}],
-        "paths": paths,
-    }

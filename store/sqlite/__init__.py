@@ -13,7 +13,8 @@ import sqlite_utils
 from store.errors import StoreMoved
 from store.sqlite.db import BUSY_TIMEOUT_MS, open_database, set_lock_wait, unavailable
 from store.sqlite.episodes import SQLiteEpisodes
-from store.sqlite.learner import SQLiteFeedback, SQLiteLearner
+from store.sqlite.feedback import SQLiteFeedback
+from store.sqlite.learner import SQLiteLearner
 from store.sqlite.migrations import migrate
 from store.sqlite.skillbooks import SQLiteSkillbooks
 from store.sqlite.skills import SQLiteSkills

@@ -18,7 +18,6 @@ from store.errors import NotFound
 from store.records import (
     AddEvidence,
     LearnerRun,
-    NewFeedback,
     ProposeSkill,
     ReflectedEpisode,
     RunCounts,
@@ -150,20 +149,3 @@ class SQLiteLearner:
         sets = ", ".join(f"{key} = {key} + ?" for key in _COUNTERS)
         values = [getattr(counts, key) for key in _COUNTERS]
         self._db.execute(f"UPDATE learner_runs SET {sets} WHERE seq = ?", [*values, run])
-
-
-class SQLiteFeedback:
-    def __init__(self, db: sqlite_utils.Database) -> None:
-        self._db = db
-
-    def add(self, feedback: NewFeedback) -> int:
-        with write_transaction(self._db):
-            cursor = self._db.execute(
-                "INSERT INTO feedback (trace_id, session_id, skillbook, score, label, comment, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    feedback.trace_id, feedback.session_id, feedback.skillbook, feedback.score,
-                    feedback.label, feedback.comment, time.time(),
-                ],
-            )  # fmt: skip
-        return int(cursor.lastrowid or 0)
