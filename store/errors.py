@@ -3,6 +3,7 @@
 StoreError
  ├── NotFound            404  no such skill, skillbook, trace or revision
  ├── InvalidTransition   409  e.g. approving an archived skill
+ │    └── BulkRefused    409  a bulk change refused whole, with each refused id's reason
  ├── Conflict            409  e.g. importing a skill id that belongs to another skillbook
  ├── InvalidContent      422  skill text or settings that break the rules
  └── StoreUnavailable    503  the store cannot serve now (locked, gone, disk full): try later
@@ -23,6 +24,14 @@ class NotFound(StoreError):
 
 class InvalidTransition(StoreError):
     pass
+
+
+class BulkRefused(InvalidTransition):
+    """Nothing of a bulk change was applied because these ids could not be: id -> reason."""
+
+    def __init__(self, message: str, refused: dict[str, str]) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 class Conflict(StoreError):

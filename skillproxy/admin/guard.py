@@ -36,6 +36,7 @@ from store.errors import (
     Conflict,
     InvalidContent,
     InvalidTransition,
+    BulkRefused,
     NotFound,
     StoreError,
     StoreUnavailable,
@@ -66,8 +67,14 @@ class AdminError(Exception):
 
 
 def admin_error(
-    status: int, message: str, code: str, headers: Mapping[str, str] | None = None
+    status: int,
+    message: str,
+    code: str,
+    headers: Mapping[str, str] | None = None,
+    *,
+    refused: Mapping[str, str] | None = None,
 ) -> web.Response:
+    """`refused` (a bulk change's id -> reason) rides inside the error object."""
     kind = {
         401: "authentication_error",
         403: "permission_error",
@@ -75,7 +82,10 @@ def admin_error(
         500: "server_error",
         503: "server_error",
     }.get(status, "invalid_request_error")
-    body = {"error": {"message": message, "type": kind, "code": code}}
+    error: dict[str, object] = {"message": message, "type": kind, "code": code}
+    if refused is not None:
+        error["refused"] = dict(refused)
+    body = {"error": error}
     return web.json_response(body, status=status, headers=headers)
 
 
@@ -215,6 +225,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except StoreUnavailable as exc:
         log.warning("admin %s %s: %s", request.method, request.path, exc)
         return store_unavailable(exc)
+    except BulkRefused as exc:
+        return admin_error(409, str(exc), "bulk_refused", refused=exc.refused)
     except StoreError as exc:
         status, code = _STORE_ERRORS.get(type(exc), (400, "invalid_request"))
         return admin_error(status, str(exc), code)
