@@ -33,10 +33,10 @@ from proxy.credentials import secret_digest
 from proxy.errors import retry_after
 from proxy.state import STATE
 from store.errors import (
+    BulkRefused,
     Conflict,
     InvalidContent,
     InvalidTransition,
-    BulkRefused,
     NotFound,
     StoreError,
     StoreUnavailable,
