@@ -2,7 +2,10 @@
 
 The section goes after the client's own system text (the format adapter knows where that is);
 the body is re-serialised only when something was added, compactly and without escaping
-non-ASCII, so the forwarded JSON equals the client's except for that one message.
+non-ASCII, so the forwarded JSON equals the client's except for that one message. A body whose
+system text sits in a value of the wrong JSON type cannot take the section: its bytes go out as
+the client sent them, and the headers and the trace say no skill was injected, so the learner
+never credits or blames a skill the model did not see.
 
 The section is kilobytes long and the same for every request of a skillbook version, so it is
 not serialised with each body: the body is serialised around a short placeholder, which is then
@@ -26,6 +29,8 @@ from proxy.skillbook_cache import SkillbookCache
 from proxy.tracing import TraceRecord
 
 OPT_OUT_HEADER = "X-Skillproxy-Inject"
+VERSION_HEADER = "X-Skillbook-Version"
+"""Answered with the version injected; sent by a client, it pins that version."""
 OFF_VALUES = frozenset({"off", "0", "false", "no"})
 PLACEHOLDER = f"\x00skillproxy-section-{os.urandom(8).hex()}\x00"
 """Stands in for the section while a body is serialised. It never leaves the process, and JSON
@@ -38,6 +43,17 @@ def opted_out(headers: CIMultiDictProxy[str]) -> bool:
     return value is not None and value.strip().lower() in OFF_VALUES
 
 
+def pinned_version(headers: CIMultiDictProxy[str]) -> int | None:
+    """The version a request pins, None when it pins none; ValueError for a bad value."""
+    value = headers.get(VERSION_HEADER)
+    if value is None:
+        return None
+    text = value.strip()
+    if not text.isdigit() or len(text) > 12:
+        raise ValueError(f"{VERSION_HEADER} must be a skillbook version number, got {value!r}")
+    return int(text)
+
+
 def inject(
     cache: SkillbookCache,
     fmt: WireFormat,
@@ -46,26 +62,33 @@ def inject(
     response_headers: dict[str, str],
     *,
     stdlib: bool = False,
+    pinned: int | None = None,
 ) -> bytes | None:
     """The new body to forward, or None to forward the client's bytes untouched; `stdlib` as
-    `jsonio.parse` said of the body."""
+    `jsonio.parse` said of the body; `pinned` the skillbook version the client asked for
+    (`UnknownVersion` when this process no longer holds it)."""
     section, version = cache.section_for(
-        record.skillbook, record.model, lambda: fmt.latest_user_text(payload)
+        record.skillbook, record.model, lambda: fmt.latest_user_text(payload), pinned
     )
     record.skillbook_version = version
-    response_headers["X-Skillbook-Version"] = str(version or 0)
+    response_headers[VERSION_HEADER] = str(version or 0)
+    body = with_section(fmt, payload, section, stdlib=stdlib) if section.text else None
+    if body is None:
+        response_headers["X-Skills-Injected"] = "0"
+        response_headers["X-Skill-Tokens"] = "0"
+        return None
     response_headers["X-Skills-Injected"] = str(len(section.skill_ids))
     response_headers["X-Skill-Tokens"] = str(section.tokens)
-    if not section.text:
-        return None
     record.injected_skill_ids = section.skill_ids
     record.skill_tokens = section.tokens
-    return with_section(fmt, payload, section, stdlib=stdlib)
+    return body
 
 
 def with_section(
     fmt: WireFormat, payload: dict[str, Any], section: Section, *, stdlib: bool = False
-) -> bytes:
-    """The body `payload` with `section` added, serialised."""
-    body = jsonio.dumps(fmt.inject(payload, PLACEHOLDER), stdlib=stdlib)
-    return body.replace(_PLACEHOLDER_JSON, section.json, 1)
+) -> bytes | None:
+    """The body `payload` with `section` added, serialised; None if it cannot carry one."""
+    injected = fmt.inject(payload, PLACEHOLDER)
+    if injected is None:
+        return None
+    return jsonio.dumps(injected, stdlib=stdlib).replace(_PLACEHOLDER_JSON, section.json, 1)

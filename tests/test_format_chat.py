@@ -115,6 +115,7 @@ def test_inject_into_last_leading_system_message_keeps_parts_type() -> None:
     body = request()
     before = copy.deepcopy(body)
     out = CHAT.inject(body, "## Skillbook\n- check units")
+    assert out is not None
     assert body == before  # input untouched
     assert out["messages"][1]["content"] == [
         {"type": "text", "text": "Use metric units."},
@@ -133,6 +134,7 @@ def test_inject_into_string_system_message() -> None:
         "messages": [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "x"}]
     }
     out = CHAT.inject(body, "S")
+    assert out is not None
     assert out["messages"][0] == {"role": "system", "content": "Be kind.\n\nS"}
     assert out["messages"][1] is body["messages"][1]
     assert body["messages"][0]["content"] == "Be kind."
@@ -147,17 +149,22 @@ def test_inject_without_leading_system_inserts_one() -> None:
     }
     before = copy.deepcopy(body)
     out = CHAT.inject(body, "S")
+    assert out is not None
     assert out["messages"][0] == {"role": "system", "content": "S"}
     assert out["messages"][1] is body["messages"][0]
     assert out["messages"][2] is body["messages"][1]
     assert body == before
-    assert CHAT.inject({"messages": []}, "S")["messages"] == [{"role": "system", "content": "S"}]
+    assert CHAT.inject({"messages": []}, "S") == {"messages": [{"role": "system", "content": "S"}]}
 
 
 def test_inject_tolerates_null_content_and_bad_bodies() -> None:
     out = CHAT.inject({"messages": [{"role": "system", "content": None}]}, "S")
+    assert out is not None
     assert out["messages"][0]["content"] == "S"
-    assert CHAT.inject({"model": "x"}, "S") == {"model": "x"}
+    assert CHAT.inject({"model": "x"}, "S") == {
+        "model": "x",
+        "messages": [{"role": "system", "content": "S"}],
+    }
 
 
 def test_latest_user_text_uses_text_parts() -> None:

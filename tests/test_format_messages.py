@@ -144,6 +144,7 @@ def test_inject_keeps_a_string_a_string() -> None:
     body = request("Be exact.")
     before = copy.deepcopy(body)
     out = MESSAGES.inject(body, "## Skillbook")
+    assert out is not None
     assert out["system"] == "Be exact.\n\n## Skillbook"
     assert out["messages"] is body["messages"]
     assert body == before
@@ -151,8 +152,10 @@ def test_inject_keeps_a_string_a_string() -> None:
 
 def test_inject_creates_a_missing_system() -> None:
     out = MESSAGES.inject(request(), "S")
+    assert out is not None
     assert out["system"] == "S"
-    assert MESSAGES.inject(request(""), "S")["system"] == "S"
+    out = MESSAGES.inject(request(""), "S")
+    assert out is not None and out["system"] == "S"
 
 
 def test_inject_appends_a_block_after_the_clients_cached_blocks() -> None:
@@ -163,6 +166,7 @@ def test_inject_appends_a_block_after_the_clients_cached_blocks() -> None:
     body = request(system)
     before = copy.deepcopy(body)
     out = MESSAGES.inject(body, "## Skillbook")
+    assert out is not None
     assert body == before
     assert out["system"][:2] == system and out["system"][0] is system[0]
     assert out["system"][1] is system[1]
@@ -174,6 +178,7 @@ def test_inject_appends_a_block_after_the_clients_cached_blocks() -> None:
 def test_inject_leaves_signed_thinking_blocks_as_the_same_objects() -> None:
     body = request("S0")
     out = MESSAGES.inject(body, "S")
+    assert out is not None
     assert out["messages"] is body["messages"]
     assert out["messages"][1]["content"][0] is THINKING
     assert out["messages"][1]["content"][1] is REDACTED

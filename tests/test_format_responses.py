@@ -153,6 +153,7 @@ def test_inject_appends_to_instructions_and_leaves_input_alone() -> None:
     body = request()
     before = copy.deepcopy(body)
     out = RESPONSES.inject(body, "## Skillbook")
+    assert out is not None
     assert out["instructions"] == "Be terse.\n\n## Skillbook"
     assert out["input"] is body["input"]
     assert body == before
@@ -161,7 +162,8 @@ def test_inject_appends_to_instructions_and_leaves_input_alone() -> None:
 
 def test_inject_creates_instructions() -> None:
     assert RESPONSES.inject({"input": "hi"}, "S") == {"input": "hi", "instructions": "S"}
-    assert RESPONSES.inject({"input": "hi", "instructions": None}, "S")["instructions"] == "S"
+    out = RESPONSES.inject({"input": "hi", "instructions": None}, "S")
+    assert out is not None and out["instructions"] == "S"
 
 
 def test_latest_user_text() -> None:

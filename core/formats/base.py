@@ -42,8 +42,10 @@ class WireFormat(Protocol):
         """The client's own system/instructions text, joined."""
         ...
 
-    def inject(self, body: dict[str, Any], section: str) -> dict[str, Any]:
-        """`body` with `section` after the client's system text; the input is never mutated."""
+    def inject(self, body: dict[str, Any], section: str) -> dict[str, Any] | None:
+        """`body` with `section` after the client's system text, or None when the body cannot
+        carry it without changing something the client sent (its system container is the
+        wrong JSON type); the input is never mutated."""
         ...
 
     def latest_user_text(self, body: dict[str, Any]) -> str:

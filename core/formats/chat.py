@@ -48,12 +48,14 @@ def json_text(value: Any) -> str:
     return "" if value is None else json.dumps(value, ensure_ascii=False)
 
 
-def _with_section(content: Any, section: str) -> Any:
+def _with_section(content: Any, section: str) -> str | list[Any] | None:
+    """The system message's content with `section` after it; None for content that is not
+    text, parts or absent, which replacing would lose."""
     if isinstance(content, list):
         return [*content, {"type": "text", "text": section}]
-    if isinstance(content, str) and content:
-        return f"{content}\n\n{section}"
-    return section
+    if isinstance(content, str):
+        return f"{content}\n\n{section}" if content else section
+    return section if content is None else None
 
 
 class _ToolCallAcc:
@@ -180,10 +182,12 @@ class ChatFormat:
         )
         return "\n\n".join(t for t in texts if t)
 
-    def inject(self, body: dict[str, Any], section: str) -> dict[str, Any]:
+    def inject(self, body: dict[str, Any], section: str) -> dict[str, Any] | None:
         messages = body.get("messages")
+        if messages is None:  # absent, as a missing system message is: it is added
+            return {**body, "messages": [{"role": "system", "content": section}]}
         if not isinstance(messages, list):
-            return dict(body)  # not a request we understand; the provider will say so
+            return None
         target = -1
         for i, message in enumerate(messages):
             if not (isinstance(message, dict) and message.get("role") in _SYSTEM_ROLES):
@@ -194,7 +198,10 @@ class ChatFormat:
             out.insert(0, {"role": "system", "content": section})
         else:
             message = messages[target]
-            out[target] = {**message, "content": _with_section(message.get("content"), section)}
+            content = _with_section(message.get("content"), section)
+            if content is None:
+                return None
+            out[target] = {**message, "content": content}
         return {**body, "messages": out}
 
     def latest_user_text(self, body: dict[str, Any]) -> str:

@@ -141,15 +141,13 @@ class MessagesFormat:
     def system_text(self, body: dict[str, Any]) -> str:
         return text_of(body.get("system"))
 
-    def inject(self, body: dict[str, Any], section: str) -> dict[str, Any]:
+    def inject(self, body: dict[str, Any], section: str) -> dict[str, Any] | None:
         system = body.get("system")
         if isinstance(system, list):
             return {**body, "system": [*system, {"type": "text", "text": section}]}
-        if not system:
-            return {**body, "system": section}
-        if not isinstance(system, str):
-            return dict(body)  # not a request we understand; the provider will say so
-        return {**body, "system": f"{system}\n\n{section}"}
+        if isinstance(system, str):
+            return {**body, "system": f"{system}\n\n{section}" if system else section}
+        return {**body, "system": section} if system is None else None
 
     def latest_user_text(self, body: dict[str, Any]) -> str:
         messages = body.get("messages")

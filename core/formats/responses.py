@@ -136,13 +136,12 @@ class ResponsesFormat:
         instructions = body.get("instructions")
         return instructions if isinstance(instructions, str) else ""
 
-    def inject(self, body: dict[str, Any], section: str) -> dict[str, Any]:
+    def inject(self, body: dict[str, Any], section: str) -> dict[str, Any] | None:
         instructions = body.get("instructions")
-        if not instructions:
-            return {**body, "instructions": section}
-        if not isinstance(instructions, str):
-            return dict(body)  # not a request we understand; the provider will say so
-        return {**body, "instructions": f"{instructions}\n\n{section}"}
+        if isinstance(instructions, str):
+            text = f"{instructions}\n\n{section}" if instructions else section
+            return {**body, "instructions": text}
+        return {**body, "instructions": section} if instructions is None else None
 
     def latest_user_text(self, body: dict[str, Any]) -> str:
         items = body.get("input")
