@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 from core.config import TracesConfig
@@ -52,8 +53,9 @@ class TraceWriter:
 
     An `asyncio.Queue` cost every request a put, a get and a `task_done`, plus a set entry to
     remember what was not yet committed. Here a request costs one `append`; the writer is woken
-    only when the list stops being empty, and `is_pending` scans the lists, which is cheap for
-    the one caller that asks (feedback naming a trace).
+    only when the list stops being empty. Nothing is indexed for lookups: `pending_skillbook`
+    and `pending_session_skillbooks` scan the lists, which is cheap for the one caller that
+    asks (feedback naming a trace or a session) and costs the hot path nothing.
     """
 
     def __init__(self, sink: TraceSink, config: TracesConfig) -> None:
@@ -87,11 +89,23 @@ class TraceWriter:
         else:
             self.stats.dropped += 1
 
-    def is_pending(self, trace_id: str) -> bool:
-        """Accepted but not yet committed: feedback may name a trace before it is stored."""
-        return any(r.id == trace_id for r in self._buffer) or any(
-            r.id == trace_id for r in self._in_flight
-        )
+    def pending_skillbook(self, trace_id: str) -> str | None:
+        """The skillbook of this trace while it is accepted but not yet committed (feedback may
+        name a trace before it is stored); None when it does not wait here."""
+        for record in self._pending():
+            if record.id == trace_id:
+                return record.skillbook
+        return None
+
+    def pending_session_skillbooks(self, session_id: str) -> set[str]:
+        """The skillbooks of the traces of this session that wait to be committed."""
+        return {r.skillbook for r in self._pending() if r.session_id == session_id}
+
+    def _pending(self) -> Iterator[TraceRecord]:
+        """Every record accepted and not yet committed (a blocking put still waiting for room
+        is not accepted yet); read it whole before the event loop moves on."""
+        yield from self._in_flight
+        yield from self._buffer
 
     def _accept(self, record: TraceRecord) -> None:
         self._buffer.append(record)

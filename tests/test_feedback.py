@@ -1,4 +1,7 @@
-"""`POST /v1/feedback`: recorded when it names a real exchange, a clear 4xx when it does not."""
+"""`POST /v1/feedback`: recorded when it names a real exchange, a clear 4xx when it does not.
+
+Which skillbook feedback is filed under, labels and reading feedback back: test_feedback_trust.py.
+"""
 
 from __future__ import annotations
 
@@ -47,19 +50,23 @@ def test_bad_feedback_gets_clear_errors(proxy: RunningProxy) -> None:
 
     unknown = post({"trace_id": "tr_nope", "score": 1})
     assert unknown.status_code == 404 and "tr_nope" in unknown.json()["error"]["message"]
-    assert post({"session_id": "never-seen", "score": 1}).status_code == 404
-    for body, fragment in [
-        ({"score": 1}, "exactly one of trace_id or session_id"),
-        ({"trace_id": "a", "session_id": "b", "score": 1}, "exactly one"),
-        ({"trace_id": "a"}, "score (0..1) or a label"),
-        ({"trace_id": "a", "score": 3}, "less than or equal to 1"),
-        ({"trace_id": "a", "score": 1, "stars": 5}, "stars"),
-        ([1], "body"),
+    assert unknown.json()["error"]["param"] == "trace_id"
+    never = post({"session_id": "never-seen", "score": 1})
+    assert never.status_code == 404 and never.json()["error"]["param"] == "session_id"
+    for body, fragment, param in [
+        ({"score": 1}, "exactly one of trace_id or session_id", None),
+        ({"trace_id": "a", "session_id": "b", "score": 1}, "exactly one", None),
+        ({"trace_id": "a"}, "score (0..1) or a label", None),
+        ({"trace_id": "a", "score": 3}, "less than or equal to 1", "score"),
+        ({"trace_id": "a", "score": 1, "stars": 5}, "stars", "stars"),
+        ({"trace_id": "a", "label": "so-so"}, "label: 'so-so' is not one of", "label"),
+        ([1], "body", None),
     ]:
         response = post(body)
         assert response.status_code == 400, body
         error = response.json()["error"]
         assert error["code"] == "invalid_feedback" and fragment in error["message"], error
+        assert error["param"] == param, error
     garbage = httpx.post(
         proxy.v1 + "/feedback", content=b"{", headers={"Content-Type": "application/json"}
     )

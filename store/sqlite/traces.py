@@ -103,6 +103,19 @@ class SQLiteTraces:
         found = conn.execute("SELECT 1 FROM episodes WHERE session_key = ? LIMIT 1", (session_id,))
         return found.fetchone() is not None
 
+    def skillbook_of(self, trace_id: str) -> str | None:
+        found = self._db.conn.execute("SELECT skillbook FROM traces WHERE id = ?", (trace_id,))
+        row = found.fetchone()
+        return str(row[0]) if row else None
+
+    def session_skillbooks(self, session_id: str) -> list[str]:
+        rows = self._db.conn.execute(
+            "SELECT skillbook FROM traces WHERE session_id = ?1 "
+            "UNION SELECT skillbook FROM episodes WHERE session_key = ?1 ORDER BY 1",
+            (session_id,),
+        )
+        return [str(row[0]) for row in rows]
+
 
 def decode_trace(columns: Sequence[str], row: Sequence[Any]) -> Trace:
     """A full `traces` row, read in `columns` order, as a record."""
