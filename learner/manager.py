@@ -7,7 +7,8 @@
   becomes evidence for that skill instead; otherwise it is proposed `pending` (or `active` when
   the skillbook auto-approves), with the episode as its first evidence.
 - UPDATE: a better wording becomes a new pending proposal that names the skill it would
-  replace; the live skill is never rewritten without a person.
+  replace (`supersedes`); the live skill is never rewritten without a person, and approving
+  the rewording archives the original in the same transaction, so both are never injected.
 - REMOVE: recorded as evidence against the skill for a person to act on; never a deletion.
 
 `plan_reflection` only decides: it reads the skills it is given and returns operations for the
@@ -60,7 +61,7 @@ def plan_reflection(
             plan.tags += 1
     texts = {skill_id: skill.content for skill_id, skill in known.items()}
 
-    def propose(section: str, content: str, reason: str) -> None:
+    def propose(section: str, content: str, reason: str, supersedes: str | None = None) -> None:
         try:
             text = check_skill_text(content)
             section_name = normalise_section(_clean_section(section))
@@ -77,7 +78,12 @@ def plan_reflection(
         status: Status = "active" if auto_approve else "pending"
         plan.operations.append(
             ProposeSkill(
-                section_name, text, status, evidence_trace, reason or reflection.key_insight
+                section_name,
+                text,
+                status,
+                evidence_trace,
+                reason or reflection.key_insight,
+                supersedes,
             )
         )
         texts[f"proposed:{plan.proposals}"] = text
@@ -90,7 +96,7 @@ def plan_reflection(
         if update.skill_id in known:
             section = known[update.skill_id].section
             why = f"proposed rewording of {update.skill_id}: {update.reason}"
-            propose(section, update.content, why)
+            propose(section, update.content, why, supersedes=update.skill_id)
     for removal in reflection.removals:
         if removal.skill_id in known:
             why = f"removal suggested: {removal.reason}"

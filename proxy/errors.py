@@ -41,6 +41,18 @@ def invalid_json(detail: str) -> ProxyError:
     return invalid_request(f"The request body is not valid JSON: {detail}", "invalid_json")
 
 
+def unknown_skillbook_version(skillbook: str, version: int | None) -> ProxyError:
+    """409: the pinned version is gone, and another one would break the client's experiment."""
+    return ProxyError(
+        409,
+        f"Skillbook {skillbook!r} version {version} is no longer known to this proxy; send "
+        "the request without X-Skillbook-Version, or freeze the skillbook to keep a version.",
+        "invalid_request_error",
+        "skillbook_version_unknown",
+        "invalid_request_error",
+    )
+
+
 def invalid_path(detail: str) -> ProxyError:
     return invalid_request(f"The request path is not forwarded: {detail}", "invalid_path")
 

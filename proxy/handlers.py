@@ -21,7 +21,7 @@ from proxy import errors
 from proxy.body import Body, answer_unread, read_body
 from proxy.credentials import apply_upstream_key, client_key, fingerprint, key_allowed
 from proxy.forwarding import relay, upstream_headers
-from proxy.injection import inject, opted_out
+from proxy.injection import inject, opted_out, pinned_version
 from proxy.routing import (
     SKILLBOOK_HEADER,
     Route,
@@ -31,6 +31,7 @@ from proxy.routing import (
     upstream_url,
     without_query,
 )
+from proxy.skillbook_cache import UnknownVersion
 from proxy.state import STATE, ProxyState
 from proxy.tracing import MAX_TRACE_BODY_BYTES, TraceRecord, new_trace_id
 
@@ -122,10 +123,18 @@ async def _body(
     record.stream = payload.get("stream") is True
     if opted_out(request.headers):
         return body
+    try:
+        pinned = pinned_version(request.headers)
+    except ValueError as exc:
+        raise errors.invalid_request(str(exc), "invalid_skillbook_version") from None
     if (missing := state.skillbooks.missing_encoding(record.model)) is not None:
         await _load_tokenizer(state, missing)
     try:
-        added = inject(state.skillbooks, route.format, payload, record, extra, stdlib=stdlib)
+        added = inject(
+            state.skillbooks, route.format, payload, record, extra, stdlib=stdlib, pinned=pinned
+        )
+    except UnknownVersion:
+        raise errors.unknown_skillbook_version(record.skillbook, pinned) from None
     except ValueError as exc:  # parsed, but nested too deeply to be written back
         raise errors.invalid_json(str(exc)) from None
     return body if added is None else body._replace(data=added)

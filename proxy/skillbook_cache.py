@@ -5,6 +5,12 @@ skillbook's version last moved. A background task polls the store's version numb
 `refresh_interval_ms`, so a change made through any proxy process sharing the database reaches
 this one within a second; only skillbooks whose version moved are re-ranked and re-rendered,
 on the database thread. If the store fails, the last good copy keeps being served.
+
+A frozen skillbook is prepared from the set the store kept when it was frozen, and serves that
+version's number, so its bytes stay put while approvals go on. The last `KEPT_VERSIONS`
+versions this process served stay prepared, so a request may pin one it saw earlier
+(`X-Skillbook-Version`); a version no longer kept is refused, never silently replaced. A
+deleted skillbook injects nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +32,12 @@ from store.worker import StoreWorker
 
 log = logging.getLogger("skillproxy.skillbooks")
 RELEVANCE_CACHE_SIZE = 256
+KEPT_VERSIONS = 16
+"""Earlier versions of each skillbook kept prepared for requests that pin one."""
+
+
+class UnknownVersion(LookupError):
+    """A request pinned a version of the skillbook this process does not hold."""
 
 
 @dataclass(slots=True)
@@ -43,6 +55,11 @@ class Prepared:
     static: dict[str, Section]
     by_query: OrderedDict[tuple[str, frozenset[str]], Section] = field(default_factory=OrderedDict)
     index: RelevanceIndex | None = None
+    store_version: int = 0
+    """The store's version it was prepared at (`version` is the one served: while frozen,
+    the frozen one)."""
+    frozen: bool = False
+    created_by: str = "unknown"
 
     def section(self, encoding: str, query: Callable[[], str]) -> Section:
         """The usefulness-ranked section, or, for relevance ranking, one chosen for `query()`."""
@@ -86,8 +103,20 @@ def prepare(
     settings = book.settings
     budget = settings.token_budget if settings.token_budget is not None else defaults.token_budget
     ranking = settings.ranking or defaults.ranking
-    ranked = by_usefulness(store.skills.active(name))
-    prepared = Prepared(name, book.version, budget, ranking, ranked, {}, {}, {}, {})
+    version = book.version
+    frozen = store.skillbooks.frozen_set(name) if book.frozen_version is not None else None
+    if book.deleted_at is not None:
+        skills = []
+    elif frozen is not None:
+        version, budget, ranking, skills = (
+            frozen.version, frozen.token_budget, frozen.ranking, frozen.skills
+        )  # fmt: skip
+    else:
+        skills = store.skills.active(name)
+    prepared = Prepared(
+        name, version, budget, ranking, by_usefulness(skills), {}, {}, {}, {},
+        store_version=book.version, frozen=frozen is not None, created_by=book.created_by,
+    )  # fmt: skip
     for encoding in encodings:
         measure(prepared, encoding)
     return prepared
@@ -113,6 +142,9 @@ class SkillbookCache:
         self._worker = worker
         self._defaults = defaults
         self._entries: dict[str, Prepared] = {}
+        self._earlier: dict[str, OrderedDict[int, Prepared]] = {}
+        """Per skillbook, versions served before the current one, oldest first."""
+        self._seen_once = False
         self._encodings: frozenset[str] = frozenset()
         self._adding: dict[str, asyncio.Future[None]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -144,23 +176,47 @@ class SkillbookCache:
     def _measured(
         self, entries: dict[str, Prepared], encoding: str, store: Store
     ) -> dict[str, Prepared]:
-        for entry in entries.values():
+        earlier = [entry for kept in self._earlier.values() for entry in kept.values()]
+        for entry in [*entries.values(), *earlier]:
             if encoding not in entry.static:
                 measure(entry, encoding)
         return entries
 
     def section_for(
-        self, name: str, model: str | None, query: Callable[[], str]
+        self, name: str, model: str | None, query: Callable[[], str], pinned: int | None = None
     ) -> tuple[Section, int | None]:
-        """The section to inject for a request, and the skillbook version it came from."""
+        """The section to inject for a request, and the skillbook version it came from;
+        `pinned` asks for that version (`UnknownVersion` if this process holds it no more)."""
         entry = self._entries.get(name)
+        if pinned is not None and (entry.version if entry else 0) != pinned:
+            kept = self._earlier.get(name)
+            entry = kept.get(pinned) if kept else None
+            if entry is None:
+                raise UnknownVersion(name, pinned)
         if entry is None:
             return EMPTY, None
         return entry.section(encoding_name_for_model(model), query), entry.version
 
     async def refresh(self) -> None:
         """Re-prepare every skillbook whose version moved since the last look."""
-        self._entries = await self._worker.run(partial(self._refreshed, dict(self._entries)))
+        before = self._entries
+        after = await self._worker.run(partial(self._refreshed, dict(before)))
+        for name, entry in before.items():
+            fresh = after.get(name)
+            if fresh is None or fresh.version != entry.version:
+                kept = self._earlier.setdefault(name, OrderedDict())
+                kept[entry.version] = entry
+                while len(kept) > KEPT_VERSIONS:
+                    kept.popitem(last=False)
+        if self._seen_once:
+            for name in after.keys() - before.keys():
+                log.info(
+                    "skillbook %r created (by %s); GET /admin/skillbooks lists it",
+                    name,
+                    after[name].created_by,
+                )
+        self._seen_once = True
+        self._entries = after
 
     def _refreshed(self, entries: dict[str, Prepared], store: Store) -> dict[str, Prepared]:
         current = store.skillbooks.versions()
@@ -168,7 +224,7 @@ class SkillbookCache:
         fresh = {
             name: e
             for name, e in entries.items()
-            if current.get(name) == e.version and wanted <= e.static.keys()
+            if current.get(name) == e.store_version and wanted <= e.static.keys()
         }
         for name in current.keys() - fresh.keys():
             fresh[name] = prepare(store, name, self._defaults, wanted)

@@ -11,15 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
-from datetime import datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeAlias
 
 from skillproxy.admin_client import AdminAPIError, AdminClient
+from skillproxy.cli_output import done, print_json, table, terminal_width, time_of
+from skillproxy.skillbooks_cli import add_skillbook_commands
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 URL_VARIABLE = "SKILLPROXY_URL"
@@ -29,7 +29,11 @@ ACTIONS = {  # action: (past tense, help)
     "approve": ("approved", "make a pending or rejected skill active"),
     "reject": ("rejected", "reject a pending skill"),
     "archive": ("archived", "stop using a pending or active skill"),
-    "restore": ("restored", "bring back an archived (to active) or rejected (to pending) skill"),
+    "restore": (
+        "restored",
+        "bring back a deleted skill as it was, an archived one to the status it had, "
+        "a rejected one to pending",
+    ),
 }
 
 Command = Callable[[AdminClient, argparse.Namespace], None]
@@ -71,7 +75,17 @@ def add_admin_commands(subparsers: Subparsers) -> None:
     add.add_argument("--section", required=True)
     add.add_argument("content")
     for action, (_, summary) in ACTIONS.items():
-        leaf(skills, action, _change_status, summary).add_argument("id")
+        change = leaf(skills, action, _change_status, f"{summary} (several ids: all or none)")
+        change.add_argument("ids", nargs="+", metavar="ID")
+        change.add_argument(
+            "--skillbook", help="the skillbook of several ids (default: the first id's)"
+        )
+    leaf(skills, "delete", _delete_skill, "delete a skill (restore brings it back)").add_argument(
+        "id"
+    )
+    leaf(
+        skills, "outcomes", _outcomes, "feedback of episodes with the skill and without it"
+    ).add_argument("id")
     edit = leaf(skills, "edit", _edit_skill, "change a skill's content or section")
     edit.add_argument("id")
     edit.add_argument("--content")
@@ -86,8 +100,11 @@ def add_admin_commands(subparsers: Subparsers) -> None:
     export = leaf(subparsers, "export", _export, "write a skillbook as JSON or Markdown", book)
     export.add_argument("--format", choices=("json", "markdown"), default="json")
     export.add_argument("-o", "--output", metavar="FILE", help="write here, not to stdout")
-    imports = leaf(subparsers, "import", _import, "load a JSON export into a skillbook", book)
+    imports = leaf(subparsers, "import", _import, "load a JSON export into a skillbook")
     imports.add_argument("file", metavar="FILE", help="a JSON export, or - for stdin")
+    imports.add_argument(
+        "--skillbook", help="import into this skillbook (default: the one named in the file)"
+    )
     imports.add_argument("--mode", choices=("merge", "replace"), default="merge")
 
     traces = subparsers.add_parser("traces", help="look at recorded exchanges").add_subparsers(
@@ -98,6 +115,7 @@ def add_admin_commands(subparsers: Subparsers) -> None:
     trace_list.add_argument("--limit", type=int, default=50, help="at most N (1-500)")
     trace_list.add_argument("--before", type=float, help="older than this created_at (paging)")
     leaf(traces, "show", _show_trace, "show one trace with its bodies").add_argument("id")
+    add_skillbook_commands(subparsers, leaf)
 
 
 def run_admin_command(args: argparse.Namespace) -> int:
@@ -132,7 +150,7 @@ def _describe(exc: AdminAPIError) -> str:
 def _list_skills(client: AdminClient, args: argparse.Namespace) -> None:
     found = client.list_skills(args.skillbook, args.status, args.section, args.q)
     if args.json:
-        return _print_json(found)
+        return print_json(found)
     if not found:
         print(f"no skills match in skillbook {args.skillbook!r}", file=sys.stderr)
         return None
@@ -140,36 +158,36 @@ def _list_skills(client: AdminClient, args: argparse.Namespace) -> None:
         [s["id"], s["status"], s["section"], f"+{s['helpful']}/-{s['harmful']}", s["content"]]
         for s in found
     ]
-    print(_table(["ID", "STATUS", "SECTION", "VOTES", "CONTENT"], rows))
+    print(table(["ID", "STATUS", "SECTION", "VOTES", "CONTENT"], rows))
 
 
 def _show_skill(client: AdminClient, args: argparse.Namespace) -> None:
     skill = client.get_skill(args.id)
     if args.json:
-        return _print_json(skill)
+        return print_json(skill)
     print(f"{skill['id']}  [{skill['status']}]  skillbook {skill['skillbook']}")
     print(f"section   {skill['section']}")
     print(
         f"votes     +{skill['helpful']} helpful  -{skill['harmful']} harmful  "
         f"{skill['neutral']} neutral"
     )
-    print(f"revision  {skill['revision']}, updated {_time(skill['updated_at'])}")
+    print(f"revision  {skill['revision']}, updated {time_of(skill['updated_at'])}")
     print()
-    width = min(_width() or 100, 100) - 2
+    width = min(terminal_width() or 100, 100) - 2
     print(textwrap.fill(skill["content"], width, initial_indent="  ", subsequent_indent="  "))
     print()
     evidence = skill.get("evidence") or []
     print(f"evidence ({len(evidence)})")
     if evidence:
         rows = [[e["trace_id"], e["source"], e["reason"]] for e in evidence]
-        print(_table(["TRACE", "FROM", "REASON"], rows, indent=2))
+        print(table(["TRACE", "FROM", "REASON"], rows, indent=2))
     print()
     history = skill.get("history") or []
     print("history")
     rows = [
-        [str(h["revision"]), h["action"], h["actor"], _time(h["at"]), _change(h)] for h in history
+        [str(h["revision"]), h["action"], h["actor"], time_of(h["at"]), _change(h)] for h in history
     ]
-    print(_table(["REV", "ACTION", "ACTOR", "AT", "CHANGE"], rows, indent=2))
+    print(table(["REV", "ACTION", "ACTOR", "AT", "CHANGE"], rows, indent=2))
 
 
 def _change(event: dict[str, Any]) -> str:
@@ -194,22 +212,64 @@ def _change(event: dict[str, Any]) -> str:
 
 def _add_skill(client: AdminClient, args: argparse.Namespace) -> None:
     skill = client.create_skill(args.skillbook, args.section, args.content)
-    _done(args, skill, f"added {skill['id']} to {skill['skillbook']} ({skill['status']})")
+    done(args, skill, f"added {skill['id']} to {skill['skillbook']} ({skill['status']})")
 
 
 def _change_status(client: AdminClient, args: argparse.Namespace) -> None:
-    skill = client.change_status(args.id, args.skills_command)
-    _done(args, skill, f"{ACTIONS[args.skills_command][0]} {skill['id']}: now {skill['status']}")
+    action, ids = args.skills_command, list(args.ids)
+    past = ACTIONS[action][0]
+    if len(ids) == 1 and args.skillbook is None:
+        skill = client.change_status(ids[0], action)
+        return done(args, skill, f"{past} {skill['id']}: now {skill['status']}")
+    skillbook = args.skillbook or client.get_skill(ids[0])["skillbook"]
+    try:
+        result = client.bulk(skillbook, ids, action)
+    except AdminAPIError as exc:
+        if not exc.refused:
+            raise
+        for skill_id, reason in exc.refused.items():
+            print(f"  {skill_id}: {reason}", file=sys.stderr)
+        raise
+    lines = [f"{past} {s['id']}: now {s['status']}" for s in result["changed"]]
+    done(args, result, "\n".join(lines))
+
+
+def _delete_skill(client: AdminClient, args: argparse.Namespace) -> None:
+    skill = client.delete_skill(args.id)
+    done(args, skill, f"deleted {skill['id']} (skillproxy skills restore {skill['id']} undoes it)")
+
+
+def _outcomes(client: AdminClient, args: argparse.Namespace) -> None:
+    figures = client.outcomes(args.id)
+    if args.json:
+        return print_json(figures)
+    rows = [
+        [label, str(arm["episodes"]), str(arm["with_feedback"]), _score(arm["mean_score"])]
+        for label, arm in (
+            ("with it", figures["with_skill"]),
+            ("without", figures["without_skill"]),
+        )
+    ]
+    print(f"{figures['skill_id']}: episodes since {time_of(figures['since'])}")
+    print(table(["", "EPISODES", "RATED", "MEAN SCORE"], rows, indent=2))
+    difference = figures["difference"]
+    print(f"difference  {'-' if difference is None else f'{difference:+.3f}'}")
+    print(figures["note"])
+    return None
+
+
+def _score(value: float | None) -> str:
+    return "no data" if value is None else f"{value:.3f}"
 
 
 def _edit_skill(client: AdminClient, args: argparse.Namespace) -> None:
     skill = client.edit_skill(args.id, args.content, args.section)
-    _done(args, skill, f"edited {skill['id']}: now revision {skill['revision']}")
+    done(args, skill, f"edited {skill['id']}: now revision {skill['revision']}")
 
 
 def _rollback(client: AdminClient, args: argparse.Namespace) -> None:
     skill = client.rollback(args.id, args.revision)
-    _done(
+    done(
         args,
         skill,
         f"rolled {skill['id']} back to revision {args.revision}: "
@@ -217,18 +277,11 @@ def _rollback(client: AdminClient, args: argparse.Namespace) -> None:
     )
 
 
-def _done(args: argparse.Namespace, result: dict[str, Any], message: str) -> None:
-    if args.json:
-        _print_json(result)
-    else:
-        print(message)
-
-
 def _prompt(client: AdminClient, args: argparse.Namespace) -> None:
     """stdout gets the text byte for byte (a newline is added only on a terminal)."""
     shown = client.prompt(args.skillbook, args.model, args.query)
     if args.json:
-        return _print_json(shown)
+        return print_json(shown)
     text = shown["text"]
     sys.stdout.write(text + ("\n" if text and sys.stdout.isatty() else ""))
     print(
@@ -265,9 +318,16 @@ def _import(client: AdminClient, args: argparse.Namespace) -> None:
         raise CommandError(f"{source} is not JSON: {exc}") from None
     if not isinstance(document, dict):
         raise CommandError(f"{source} is not a skillbook export (a JSON object)")
-    summary = client.import_(args.skillbook, document, args.mode)
-    counts = ", ".join(f"{count} {what}" for what, count in summary.items())
-    _done(args, summary, f"imported {source} into {args.skillbook} ({args.mode}): {counts}")
+    named = document.get("skillbook")
+    skillbook = args.skillbook or (named if isinstance(named, str) and named else "default")
+    summary = client.import_(skillbook, document, args.mode)
+    remapped = summary.get("remapped") or {}
+    counts = ", ".join(
+        f"{count} {what}" for what, count in summary.items() if isinstance(count, int)
+    )
+    if remapped:
+        counts += f"; {len(remapped)} under new ids (another skillbook has theirs)"
+    done(args, summary, f"imported {source} into {skillbook} ({args.mode}): {counts}")
 
 
 # traces
@@ -276,11 +336,11 @@ def _import(client: AdminClient, args: argparse.Namespace) -> None:
 def _list_traces(client: AdminClient, args: argparse.Namespace) -> None:
     page = client.list_traces(args.skillbook, args.limit, args.before)
     if args.json:
-        return _print_json(page)
+        return print_json(page)
     rows = [
         [
             t["id"],
-            _time(t["created_at"]),
+            time_of(t["created_at"]),
             t["skillbook"],
             str(t.get("status") or "-"),
             f"{t['latency_ms']:.0f}" if t.get("latency_ms") is not None else "-",
@@ -292,7 +352,7 @@ def _list_traces(client: AdminClient, args: argparse.Namespace) -> None:
     ]
     if rows:
         headers = ["ID", "AT", "SKILLBOOK", "STATUS", "MS", "TOKENS", "SKILLS", "MODEL"]
-        print(_table(headers, rows))
+        print(table(headers, rows))
     else:
         print("no traces", file=sys.stderr)
     if page.get("next_before") is not None:
@@ -302,13 +362,13 @@ def _list_traces(client: AdminClient, args: argparse.Namespace) -> None:
 def _show_trace(client: AdminClient, args: argparse.Namespace) -> None:
     trace = client.get_trace(args.id)
     if args.json:
-        return _print_json(trace)
+        return print_json(trace)
     bodies = {"request_json": "request", "response_json": "response"}
     for key, value in trace.items():
         if key in bodies or value is None or value == "":
             continue
         if key == "created_at":
-            value = _time(value)
+            value = time_of(value)
         elif isinstance(value, float):
             value = f"{value:.1f}"
         elif isinstance(value, list):
@@ -319,40 +379,3 @@ def _show_trace(client: AdminClient, args: argparse.Namespace) -> None:
         print(f"\n{title}")
         text = body if isinstance(body, str) else json.dumps(body, indent=2, ensure_ascii=False)
         print(textwrap.indent(text, "  "))
-
-
-# output
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False))
-
-
-def _width() -> int | None:
-    """Truncate to `$COLUMNS` or the terminal; never truncate output piped elsewhere."""
-    columns = os.environ.get("COLUMNS", "")
-    if columns.isdigit() and int(columns) > 0:
-        return int(columns)
-    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], indent: int = 0) -> str:
-    """Aligned columns; the last one is cut to the width with an ellipsis."""
-    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers) - 1)]
-    lines = []
-    for row in [headers, *rows]:
-        cells = [str(c).ljust(w) for c, w in zip(row, widths, strict=False)]
-        line = " " * indent + "  ".join([*cells, " ".join(str(row[-1]).split())])
-        lines.append(_cut(line.rstrip()))
-    return "\n".join(lines)
-
-
-def _cut(line: str) -> str:
-    width = _width()
-    if width is None or len(line) <= width:
-        return line
-    return line[: max(width - 1, 0)] + "…"
-
-
-def _time(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")

@@ -5,7 +5,8 @@ Every failure is one exception, so a caller (the CLI, a script) catches exactly 
     AdminAPIError
         status 0      the proxy could not be reached, or did not answer in time
         status 4xx/5xx  the API refused; `code` and `message` come from its
-                        `{"error": {"message", "type", "code"}}` body
+                        `{"error": {"message", "type", "code"}}` body, and
+                        `refused` (id -> reason) from a refused bulk change
 
 Methods return the API's JSON as plain dicts and lists: the API is the schema, and a second
 copy of it in client-side classes would only drift.
@@ -26,9 +27,12 @@ Action = Literal["approve", "reject", "archive", "restore"]
 class AdminAPIError(Exception):
     """The admin API refused a request, or could not be asked (`status` 0)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, refused: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.refused = dict(refused or {})
 
 
 def _segment(value: str) -> str:
@@ -77,6 +81,22 @@ class AdminClient:
     def get_skillbook(self, skillbook: str) -> dict[str, Any]:
         return self._json("GET", f"skillbooks/{_segment(skillbook)}")
 
+    def list_deleted_skillbooks(self) -> list[dict[str, Any]]:
+        return self._data(self._json("GET", "skillbooks", {"deleted": "true"}))
+
+    def delete_skillbook(self, skillbook: str) -> dict[str, Any]:
+        return self._json("DELETE", f"skillbooks/{_segment(skillbook)}")
+
+    def restore_skillbook(self, skillbook: str) -> dict[str, Any]:
+        return self._json("POST", f"skillbooks/{_segment(skillbook)}/restore")
+
+    def copy_skillbook(self, skillbook: str, to: str) -> dict[str, Any]:
+        path = f"skillbooks/{_segment(skillbook)}/copy"
+        return self._json("POST", path, body={"to": to})
+
+    def skillbook_history(self, skillbook: str) -> list[dict[str, Any]]:
+        return self._data(self._json("GET", f"skillbooks/{_segment(skillbook)}/history"))
+
     def get_settings(self, skillbook: str) -> dict[str, Any]:
         return self._json("GET", f"skillbooks/{_segment(skillbook)}/settings")
 
@@ -99,6 +119,17 @@ class AdminClient:
 
     def get_skill(self, skill_id: str) -> dict[str, Any]:
         return self._json("GET", f"skills/{_segment(skill_id)}")
+
+    def outcomes(self, skill_id: str) -> dict[str, Any]:
+        return self._json("GET", f"skills/{_segment(skill_id)}/outcomes")
+
+    def delete_skill(self, skill_id: str) -> dict[str, Any]:
+        return self._json("DELETE", f"skills/{_segment(skill_id)}")
+
+    def bulk(self, skillbook: str, ids: list[str], action: Action) -> dict[str, Any]:
+        """All of them or none: a refusal's `refused` says why for each id that could not."""
+        path = f"skillbooks/{_segment(skillbook)}/skills/{action}"
+        return self._json("POST", path, body={"ids": ids})
 
     def create_skill(
         self,
@@ -220,7 +251,13 @@ class AdminClient:
     def _refusal(self, response: httpx.Response) -> AdminAPIError:
         try:
             error = response.json()["error"]
-            return AdminAPIError(response.status_code, str(error["code"]), str(error["message"]))
+            refused = error.get("refused")
+            return AdminAPIError(
+                response.status_code,
+                str(error["code"]),
+                str(error["message"]),
+                refused if isinstance(refused, dict) else None,
+            )
         except (ValueError, KeyError, TypeError):
             snippet = " ".join(response.text.split())[:200]
             return AdminAPIError(

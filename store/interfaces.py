@@ -9,15 +9,17 @@ transactions of their own.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from store.records import (
+    BulkResult,
     Cursor,
     Episode,
     Evidence,
     Feedback,
+    FrozenSet,
     GroupingPlan,
     GroupingTrace,
     ImportSummary,
@@ -27,8 +29,10 @@ from store.records import (
     RunCounts,
     Skill,
     Skillbook,
+    SkillbookEvent,
     SkillDetail,
     SkillEvent,
+    SkillOutcome,
     Status,
     Tag,
     Trace,
@@ -67,19 +71,53 @@ class TraceRepository(Protocol):
 
 
 class SkillbookRepository(Protocol):
-    def ensure(self, name: str) -> None: ...
+    def ensure(self, name: str, *, by: str = "admin", actor: str = "admin") -> bool:
+        """Create `name` if new, recording who (`by`: admin, traffic...); True if it was."""
+        ...
 
     def versions(self) -> dict[str, int]:
         """Every skillbook's version: a cache re-renders only those whose number moved."""
         ...
 
-    def get(self, name: str) -> Skillbook: ...
+    def get(self, name: str) -> Skillbook:
+        """Deleted ones too (their `deleted_at` is set)."""
+        ...
 
-    def list_all(self) -> list[Skillbook]: ...
+    def list_all(self, *, deleted: bool = False) -> list[Skillbook]:
+        """Live skillbooks by name; `deleted=True` lists the deleted ones instead."""
+        ...
 
-    def update_settings(self, name: str, changes: dict[str, Any]) -> Skillbook:
+    def update_settings(
+        self, name: str, changes: dict[str, Any], *, actor: str = "admin"
+    ) -> Skillbook:
         """`None` returns a setting to the configured default; unknown keys are refused."""
         ...
+
+    def freeze(
+        self,
+        name: str,
+        *,
+        actor: str,
+        default_budget: int,
+        default_ranking: str,
+        active: Callable[[], list[Skill]],
+    ) -> Skillbook:
+        """Keep injecting what `name` injects now until `unfreeze`, whatever changes."""
+        ...
+
+    def unfreeze(self, name: str, *, actor: str) -> Skillbook: ...
+
+    def frozen_set(self, name: str) -> FrozenSet | None:
+        """What a frozen skillbook injects; None while it is not frozen."""
+        ...
+
+    def delete(self, name: str, *, actor: str) -> Skillbook:
+        """Soft: it injects nothing and leaves listings; its skills are kept as they are."""
+        ...
+
+    def restore(self, name: str, *, actor: str) -> Skillbook: ...
+
+    def history(self, name: str) -> list[SkillbookEvent]: ...
 
 
 class SkillRepository(Protocol):
@@ -92,8 +130,9 @@ class SkillRepository(Protocol):
         actor: str,
         status: Status = "pending",
         evidence: Iterable[tuple[str, str]] = (),
+        supersedes: str | None = None,
     ) -> SkillDetail:
-        """`evidence` is (trace id, reason) pairs."""
+        """`evidence` is (trace id, reason) pairs; `supersedes` the skill this one rewords."""
         ...
 
     def get(self, skill_id: str) -> SkillDetail: ...
@@ -105,11 +144,24 @@ class SkillRepository(Protocol):
         status: str | None = None,
         section: str | None = None,
         text: str | None = None,
-    ) -> list[Skill]: ...
+        deleted: bool = False,
+    ) -> list[Skill]:
+        """Skills not deleted (`deleted=True`: only the deleted ones), oldest first."""
+        ...
 
     def active(self, skillbook: str) -> list[Skill]: ...
 
-    def transition(self, skill_id: str, action: str, *, actor: str) -> SkillDetail: ...
+    def transition(self, skill_id: str, action: str, *, actor: str) -> SkillDetail:
+        """One of `store.rules.ACTIONS`, by `store.rules.TRANSITIONS`."""
+        ...
+
+    def bulk(self, skillbook: str, ids: list[str], action: str, *, actor: str) -> BulkResult:
+        """`action` on every id or on none (`BulkRefused` says why, per id)."""
+        ...
+
+    def delete(self, skill_id: str, *, actor: str) -> SkillDetail:
+        """Soft: hidden and never injected until `transition(..., "restore")`."""
+        ...
 
     def edit(
         self,
@@ -130,6 +182,10 @@ class SkillRepository(Protocol):
 
     def history(self, skill_id: str) -> list[SkillEvent]: ...
 
+    def outcomes(self, skill_id: str) -> SkillOutcome:
+        """Episodes it was injected into against comparable ones, with their feedback."""
+        ...
+
 
 class TransferRepository(Protocol):
     def export_json(self, name: str) -> dict[str, Any]:
@@ -141,6 +197,10 @@ class TransferRepository(Protocol):
     def import_json(
         self, name: str, document: object, *, actor: str, mode: str = "merge"
     ) -> ImportSummary: ...
+
+    def copy(self, source: str, target: str, *, actor: str) -> ImportSummary:
+        """A new skillbook `target` holding all of `source` under new skill ids."""
+        ...
 
 
 class EpisodeRepository(Protocol):

@@ -54,7 +54,62 @@ class Skillbook:
     settings: SkillbookSettings
     skills: SkillCounts
     created_at: float
+    """When it was created: for one made by traffic, when it was first seen."""
     updated_at: float
+    created_by: str = "unknown"
+    """`traffic` (a request named it), `admin`, `import`, `copy`, or `unknown` (older)."""
+    deleted_at: float | None = None
+    frozen_version: int | None = None
+    """Set while frozen: the version whose injected set is served until unfrozen."""
+
+
+@dataclass(frozen=True, slots=True)
+class SkillbookEvent:
+    """One line of a skillbook's history: created, settings, frozen, deleted, imported..."""
+
+    action: str
+    actor: str
+    at: float
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class FrozenSet:
+    """What a frozen skillbook injects: the effective settings and active skills at freezing."""
+
+    version: int
+    token_budget: int
+    ranking: str
+    skills: list[Skill]
+
+
+@dataclass(frozen=True, slots=True)
+class SkillOutcome:
+    """Episodes that had the skill injected against comparable ones that did not.
+
+    Comparable: the same skillbook's episodes since the skill was created. A score is a
+    feedback's `score`, or its label's (`store.feedback_labels.label_score`); an episode's
+    score is the mean of its feedback; None means no data, never zero."""
+
+    skill_id: str
+    since: float
+    with_skill: OutcomeArm
+    without_skill: OutcomeArm
+    difference: float | None
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeArm:
+    episodes: int
+    with_feedback: int
+    mean_score: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class BulkResult:
+    action: str
+    changed: list[SkillDetail]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +125,13 @@ class Skill:
     revision: int
     created_at: float
     updated_at: float
+    supersedes: str | None = None
+    """The skill this one rewords: approving this one archives that one."""
+    superseded_by: str | None = None
+    prior_status: Status | None = None
+    """What it was before it was archived: `restore` returns it there."""
+    deleted_at: float | None = None
+    """Soft-deleted: hidden from lists and never injected, until restored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +166,8 @@ class ImportSummary:
     updated: int = 0
     unchanged: int = 0
     archived: int = 0
+    remapped: dict[str, str] = field(default_factory=dict)
+    """Document id -> the id it was given here, for ids another skillbook already uses."""
 
 
 # Traces
@@ -142,6 +206,21 @@ class Trace(TraceSummary):
 
     request_json: Any = None
     response_json: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class TracePage:
+    """A page of traces; ask for the next with `before=next_before` (null on the last)."""
+
+    data: list[TraceSummary]
+    next_before: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class TraceDetail(Trace):
+    """A trace with the feedback on it and on its session, oldest first."""
+
+    feedback: list[Feedback] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +360,8 @@ class ProposeSkill:
     status: Status
     trace_id: str
     reason: str
+    supersedes: str | None = None
+    """The skill it rewords (a reflection's UPDATE): approving it archives that one."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,10 +2,16 @@
 
 Status transitions (anything else is an `InvalidTransition`):
 
-    approve   pending | rejected -> active
+    approve   pending | rejected -> active     (the only way in, with auto-approve at creation)
     reject    pending            -> rejected
-    archive   pending | active   -> archived
-    restore   archived -> active,  rejected -> pending
+    archive   pending | active   -> archived   (the status it left is kept)
+    restore   archived -> the status it had before,  rejected -> pending
+
+A skill never becomes active without a person's approval (or its skillbook's auto-approve):
+restore returns an archived skill to where it was, so a pending one comes back pending.
+Deleting is apart from status: a deleted skill keeps its status, is hidden and never
+injected, and `restore` brings it back as it was. Approving a skill that rewords another
+(`supersedes`) archives that one in the same transaction.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ MAX_CONTENT_CHARS = 400
 MIN_CONTENT_CHARS = 8
 MAX_SECTION_CHARS = 40
 SETTINGS = ("token_budget", "ranking", "auto_approve")
+"""The settings a skillbook document carries; `frozen` is a state, set through its own call."""
+ACTIONS = ("approve", "reject", "archive", "restore")
 RANKINGS = ("usefulness", "relevance")
 SNAPSHOT_KEYS = ("section", "content", "status", "helpful", "harmful", "neutral")
 """What a history event records of a skill, before and after."""
@@ -30,8 +38,9 @@ TRANSITIONS: dict[str, dict[str, Status]] = {
     "approve": {"pending": "active", "rejected": "active"},
     "reject": {"pending": "rejected"},
     "archive": {"pending": "archived", "active": "archived"},
-    "restore": {"archived": "active", "rejected": "pending"},
+    "restore": {"archived": "pending", "rejected": "pending"},
 }
+"""`restore` of an archived skill goes to its `prior_status`; `pending` is the fallback."""
 _SECTION = re.compile(r"^[a-z0-9][a-z0-9 _-]*$")
 
 

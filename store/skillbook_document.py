@@ -29,6 +29,9 @@ COUNTERS = ("helpful", "harmful", "neutral")
 DOCUMENT_KEYS = ("format", "skillbook", "version", "settings", "skills")
 SKILL_COLUMNS = ("id", "section", "content", "status", *COUNTERS, "revision", "created_at")
 SKILL_KEYS = (*SKILL_COLUMNS, "updated_at", "evidence", "history")
+LINK_KEYS = ("supersedes", "superseded_by", "prior_status")
+"""Optional per skill (left out when null): what it rewords, what replaced it, and the
+status an archived skill restores to. Documents without them import as before."""
 EVIDENCE_KEYS = ("trace_id", "reason", "source", "created_at")
 EVENT_KEYS = ("revision", "action", "actor", "at", "before", "after")
 ID_NUMBER = re.compile(r"-(\d{1,18})$")
@@ -67,7 +70,7 @@ def validated(document: object) -> dict[str, Any]:
         raise InvalidContent("document.skills must be a list")
     checked: dict[str, dict[str, Any]] = {}
     for index, raw in enumerate(doc["skills"]):
-        skill = _object(raw, SKILL_KEYS, f"skills[{index}]")
+        skill = _object(raw, SKILL_KEYS, f"skills[{index}]", optional=LINK_KEYS)
         skill_id = _text(skill["id"], f"skills[{index}].id")
         where = f"skills[{index}] ({skill_id})"
         if skill_id in checked:
@@ -90,6 +93,11 @@ def _skill(skill: dict[str, Any], where: str) -> dict[str, Any]:
     _status(skill["status"], f"{where}.status")
     for key in COUNTERS:
         _whole(skill[key], f"{where}.{key}")
+    for key in ("supersedes", "superseded_by"):
+        if skill.get(key) is not None:
+            _text(skill[key], f"{where}.{key}")
+    if skill.get("prior_status") is not None:
+        _status(skill["prior_status"], f"{where}.prior_status")
     revision = _whole(skill["revision"], f"{where}.revision", minimum=1)
     _number(skill["created_at"], f"{where}.created_at")
     _number(skill["updated_at"], f"{where}.updated_at")
@@ -130,13 +138,15 @@ def _state(value: object, where: str) -> None:
         _whole(state[key], f"{where}.{key}")
 
 
-def _object(value: object, keys: tuple[str, ...], where: str) -> dict[str, Any]:
+def _object(
+    value: object, keys: tuple[str, ...], where: str, *, optional: tuple[str, ...] = ()
+) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidContent(f"{where} must be an object")
     missing = [key for key in keys if key not in value]
     if missing:
         raise InvalidContent(f"{where} is missing {', '.join(missing)}")
-    unknown = sorted(str(key) for key in value if key not in keys)
+    unknown = sorted(str(key) for key in value if key not in keys and key not in optional)
     if unknown:
         raise InvalidContent(f"{where} has unknown field(s): {', '.join(unknown)}")
     return dict(value)

@@ -144,12 +144,18 @@ def test_export_then_import_and_its_conflict(cli: Cli, tmp_path: Path) -> None:
         "0 created, 0 updated, 1 unchanged, 0 archived\n",
     )
     code, out, err = cli("import", str(exported), "--skillbook", "copy", "--mode", "replace")
-    assert (code, out) == (1, "")
-    assert err == (
-        f"skillproxy: skill {skill_id!r} belongs to skillbook 'default', not 'copy' "
-        "[409 conflict]\n"
-    )
-    assert cli("skills", "list", "--skillbook", "copy", "--json")[1] == "[]\n"
+    assert (code, err) == (0, "")
+    assert out.startswith(f"imported {exported} into copy (replace): 1 created,")
+    assert out.endswith("; 1 under new ids (another skillbook has theirs)\n")
+    [copied] = json.loads(cli("skills", "list", "--skillbook", "copy", "--json")[1])
+    assert copied["id"] != skill_id and copied["content"] == CONTENT
+    assert copied["status"] == "active"  # the file's approval came with it
+
+    renamed = dict(document, skillbook="renamed")
+    named = tmp_path / "renamed.json"
+    named.write_text(json.dumps(renamed))
+    code, out, _ = cli("import", str(named))  # no --skillbook: the one the file names
+    assert (code, out.split(":")[0]) == (0, f"imported {named} into renamed (merge)")
 
     code, out, _ = cli("export", "--format", "markdown")
     assert code == 0

@@ -225,7 +225,7 @@ def test_two_similar_updates_make_one_proposal() -> None:
 
     assert [type(op) for op in result.operations] == [ProposeSkill]
     assert result.operations[0] == ProposeSkill(
-        "dates", first, "pending", LAST, "proposed rewording of dates-00001: "
+        "dates", first, "pending", LAST, "proposed rewording of dates-00001: ", "dates-00001"
     )
     assert (result.proposals, result.merged) == (1, 1)
 
@@ -256,7 +256,7 @@ def test_section_names_are_cleaned_into_valid_sections(section: str, expected: s
 # --- UPDATE and REMOVE --------------------------------------------------------------------------
 
 
-def test_an_update_is_a_pending_proposal_in_the_skills_section_naming_the_old_id() -> None:
+def test_an_update_is_a_pending_proposal_that_supersedes_the_old_id() -> None:
     known = [skill("dates-00001", DATES, section="dates and times")]
     assert similarity(PARSING, DATES) < THRESHOLD
     reflection = reflect(
@@ -266,7 +266,9 @@ def test_an_update_is_a_pending_proposal_in_the_skills_section_naming_the_old_id
     result = plan(reflection, known, auto_approve=False)
 
     why = "proposed rewording of dates-00001: too vague"
-    assert result.operations == [ProposeSkill("dates and times", PARSING, "pending", LAST, why)]
+    assert result.operations == [
+        ProposeSkill("dates and times", PARSING, "pending", LAST, why, supersedes="dates-00001")
+    ]
     assert (result.proposals, result.tags, result.removals_suggested) == (1, 0, 0)
 
 

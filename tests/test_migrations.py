@@ -228,6 +228,7 @@ SKILLS = {
     ),
     GIT: SkillDetail(
         GIT, "coding", "git", GIT_TEXT, "archived", 0, 1, 0, 3, T0 + 350, T0 + 2030,
+        prior_status="active",  # read from the history by m004, for restore
         evidence=[Evidence(T5, "harmful", "learner", T0 + 2020)],
         history=[
             SkillEvent(1, "create", "alice", T0 + 350, None, state("git", GIT_TEXT, "active")),
@@ -473,7 +474,9 @@ def test_learner_runs_reflections_and_leases_survive(upgraded: store.Store, old_
 def test_the_export_carries_the_release_data(upgraded: store.Store) -> None:
     def item(skill_id: str) -> dict[str, Any]:
         exported = dataclasses.asdict(SKILLS[skill_id])
-        del exported["skillbook"]
+        for key in ("skillbook", "deleted_at", "supersedes", "superseded_by", "prior_status"):
+            if key == "skillbook" or exported[key] is None:  # links appear only when set
+                del exported[key]
         return exported
 
     assert upgraded.transfer.export_json("coding") == {

@@ -444,3 +444,21 @@ def test_an_unknown_episode_is_refused_as_not_found(store: Store, setting: Setti
     with pytest.raises(NotFound, match="ep_nope"):
         store.learner.commit_reflection(ghost)
     assert run_of(store, setting.run).episodes == 0
+
+
+def test_an_auto_approved_rewording_archives_the_skill_it_supersedes_in_the_same_commit(
+    store: Store, setting: Setting
+) -> None:
+    reworded = "When a date has no time zone, ask for the zone before booking anything."
+    propose = ProposeSkill(
+        "dates", reworded, "active", setting.last_trace, "rewording", supersedes=setting.tagged
+    )
+    version = store.skillbooks.get(BOOK).version
+    [created] = store.learner.commit_reflection(outcome(setting, [propose], RunCounts()))
+    old = store.skills.get(setting.tagged)
+    assert (old.status, old.superseded_by, old.prior_status) == ("archived", created, "active")
+    assert [s.id for s in store.skills.active(BOOK)] == [setting.evidenced, created]
+    assert store.skills.get(created).supersedes == setting.tagged
+    assert store.skillbooks.get(BOOK).version > version
+    restored = store.skills.transition(setting.tagged, "restore", actor="person")
+    assert restored.status == "active"  # it was approved before it was superseded

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import sqlite_utils
 
-from store.errors import Conflict, InvalidContent, NotFound
+from store.errors import InvalidContent, NotFound
 from store.records import as_json as J
 from store.sqlite import SQLiteStore
 from store.sqlite.db import open_database
@@ -96,7 +96,7 @@ def test_import_into_a_fresh_database_gives_the_same_export(
     document = exported(db)
     other = fresh(tmp_path / "other.db")
     summary = J(on(other).transfer.import_json("book", document, actor="ops"))
-    assert summary == {"created": 7, "updated": 0, "unchanged": 0, "archived": 0}
+    assert summary == {"created": 7, "updated": 0, "unchanged": 0, "archived": 0, "remapped": {}}
     assert exported(other) == document
     assert on(other).transfer.export_markdown("book") == on(db).transfer.export_markdown("book")
 
@@ -104,7 +104,7 @@ def test_import_into_a_fresh_database_gives_the_same_export(
 def test_reimport_changes_nothing(db: sqlite_utils.Database, ids: dict[str, str]) -> None:
     before = dump(db)
     summary = J(on(db).transfer.import_json("book", exported(db), actor="ops", mode="replace"))
-    assert summary == {"created": 0, "updated": 0, "unchanged": 7, "archived": 0}
+    assert summary == {"created": 0, "updated": 0, "unchanged": 7, "archived": 0, "remapped": {}}
     assert dump(db) == before
 
 
@@ -123,7 +123,7 @@ def test_merge_updates_a_changed_skill_and_merges_evidence(
         {"trace_id": "t8", "reason": "", "source": "person", "created_at": 2.5}
     )
     summary = J(on(db).transfer.import_json("book", document, actor="ops"))
-    assert summary == {"created": 0, "updated": 1, "unchanged": 6, "archived": 0}
+    assert summary == {"created": 0, "updated": 1, "unchanged": 6, "archived": 0, "remapped": {}}
     skill = J(on(db).skills.get(changed["id"]))
     assert skill["content"] == "Run the full test suite before committing"
     assert skill["helpful"] == 3 and skill["revision"] == changed["revision"] + 1
@@ -146,7 +146,7 @@ def test_replace_archives_skills_the_document_leaves_out(
     merged = J(on(db).transfer.import_json("book", document, actor="ops"))
     assert merged["archived"] == 0 and J(on(db).skills.get(ids["tests"]))["status"] == "active"
     summary = J(on(db).transfer.import_json("book", document, actor="ops", mode="replace"))
-    assert summary == {"created": 0, "updated": 0, "unchanged": 4, "archived": 2}
+    assert summary == {"created": 0, "updated": 0, "unchanged": 4, "archived": 2, "remapped": {}}
     for skill_id in (ids["tests"], ids["pending"]):
         skill = J(on(db).skills.get(skill_id))
         assert skill["status"] == "archived"
@@ -154,19 +154,24 @@ def test_replace_archives_skills_the_document_leaves_out(
     assert J(on(db).skills.get(ids["no"]))["status"] == "rejected"
 
 
-def test_a_skill_id_from_another_skillbook_conflicts_and_nothing_is_written(
+def test_another_skillbooks_export_imports_under_new_ids_and_again_changes_nothing(
     db: sqlite_utils.Database, ids: dict[str, str]
 ) -> None:
     document = exported(db)
-    newcomer = copy.deepcopy(document["skills"][0])
-    newcomer["id"] = "fresh-00001"
-    document["skills"].insert(0, newcomer)  # written first, then rolled back
-    before = dump(db)
-    with pytest.raises(Conflict, match=f"{ids['retry']}' belongs to skillbook 'book', not 'other'"):
-        on(db).transfer.import_json("other", document, actor="ops")
-    assert dump(db) == before
-    with pytest.raises(NotFound):
-        on(db).skillbooks.get("other")
+    before = J(on(db).transfer.export_json("book"))
+    first = J(on(db).transfer.import_json("other", document, actor="ops"))
+    assert first["created"] == 7 and set(first["remapped"]) == {s["id"] for s in document["skills"]}
+    assert not set(first["remapped"].values()) & set(first["remapped"])
+    copied = {s["id"]: s for s in J(on(db).transfer.export_json("other"))["skills"]}
+    for skill in document["skills"]:
+        twin = copied[first["remapped"][skill["id"]]]
+        assert (twin["content"], twin["status"], twin["evidence"]) == (
+            skill["content"], skill["status"], skill["evidence"],
+        )  # fmt: skip
+        assert [h["action"] for h in twin["history"]] == [h["action"] for h in skill["history"]]
+    again = J(on(db).transfer.import_json("other", document, actor="ops"))
+    assert again == {**first, "created": 0, "unchanged": 7}
+    assert J(on(db).transfer.export_json("book")) == before  # the source is untouched
 
 
 def test_settings_and_version_follow_the_document(

@@ -236,7 +236,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if exc.status < 400:
             raise
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "invalid_request")
-        return admin_error(exc.status, f"{exc.reason}: {request.method} {request.path}", code)
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        message = f"{exc.reason}: {request.method} {request.path}"
+        return admin_error(exc.status, message, code, allow)
     except Exception:  # a bug: logged with its traceback, answered in the API's shape
         log.exception("admin %s %s failed", request.method, request.path)
         return admin_error(500, "Internal error; the proxy's log has the details.", "internal")

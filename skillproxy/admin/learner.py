@@ -3,23 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel, Field
 
 from learner.service import learn_once
 from skillproxy.admin.guard import AdminError
-from skillproxy.admin.skills import state_of
+from skillproxy.admin.requests import Query, query_of, state_of
 from store.records import as_json
 
 
+class RunsQuery(Query):
+    skillbook: str | None = None
+    limit: int = Field(default=20, ge=1, le=500)
+
+
+class RunQuery(Query):
+    skillbook: str | None = Field(default=None, description="only this one; all when absent")
+
+
+class RunSummaries(BaseModel):
+    data: list[dict[str, Any]]
+
+
 async def list_runs(request: web.Request) -> web.Response:
-    try:
-        limit = int(request.query.get("limit", "20"))
-    except ValueError:
-        raise AdminError(400, "limit must be an integer", "invalid_query") from None
-    skillbook = request.query.get("skillbook") or None
+    asked = query_of(request, RunsQuery)
     runs = await state_of(request).store.run(
-        lambda store: store.learner.list_runs(skillbook=skillbook, limit=limit)
+        lambda store: store.learner.list_runs(skillbook=asked.skillbook or None, limit=asked.limit)
     )
     return web.json_response({"data": as_json(runs)})
 
@@ -27,11 +38,10 @@ async def list_runs(request: web.Request) -> web.Response:
 async def run_now(request: web.Request) -> web.Response:
     """Run the learner once (all skillbooks, or `?skillbook=`) and answer with the summaries."""
     config = state_of(request).config
+    skillbook = query_of(request, RunQuery).skillbook or None
     if not config.learner.model:
         raise AdminError(
             409, "no learner model configured (learner.model)", "learner_not_configured"
         )
-    summaries = await asyncio.to_thread(
-        learn_once, config, skillbook=request.query.get("skillbook") or None
-    )
+    summaries = await asyncio.to_thread(learn_once, config, skillbook=skillbook)
     return web.json_response({"data": [s.as_dict() for s in summaries]})

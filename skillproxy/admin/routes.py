@@ -8,11 +8,25 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from skillproxy.admin import learner, skills, traces, transfer
+from skillproxy.admin import learner, skillbooks, skills, traces, transfer
 from skillproxy.admin.guard import Handler, guarded
 from skillproxy.admin.openapi import openapi_document
+from skillproxy.admin.trace_queries import TracesQuery
+from store.records import (
+    BulkResult,
+    ImportSummary,
+    LearnerRun,
+    Skill,
+    Skillbook,
+    SkillbookEvent,
+    SkillDetail,
+    SkillOutcome,
+    TraceDetail,
+    TracePage,
+)
+from store.rules import ACTIONS as RULE_ACTIONS
 
-ACTIONS = "approve|reject|archive|restore"
+ACTIONS = "|".join(RULE_ACTIONS)
 
 
 @dataclass(frozen=True)
@@ -33,80 +47,114 @@ class AdminRoute:
 
 
 ROUTES = (
-    AdminRoute("GET", "/skillbooks", skills.list_skillbooks, "List skillbooks with skill counts"),
-    AdminRoute("GET", "/skillbooks/{skillbook}", skills.get_skillbook, "Show one skillbook"),
-    AdminRoute("GET", "/skillbooks/{skillbook}/settings", skills.get_settings, "Read settings"),
     AdminRoute(
-        "PATCH",
-        "/skillbooks/{skillbook}/settings",
-        skills.update_settings,
-        "Change settings (null returns one to the configured default)",
-        skills.Settings,
+        "GET", "/skillbooks", skillbooks.list_skillbooks,
+        "List skillbooks with skill counts, who created each and when (first seen, for one "
+        "a request named)", response=Skillbook, listed=True, query=skillbooks.ListSkillbooks,
     ),
     AdminRoute(
-        "GET",
-        "/skillbooks/{skillbook}/skills",
-        skills.list_skills,
-        "List skills (query: status, section, q)",
+        "GET", "/skillbooks/{skillbook}", skillbooks.get_skillbook, "Show one skillbook",
+        response=Skillbook,
     ),
     AdminRoute(
-        "POST",
-        "/skillbooks/{skillbook}/skills",
-        skills.create_skill,
-        "Propose a skill (it arrives pending)",
-        skills.NewSkill,
+        "DELETE", "/skillbooks/{skillbook}", skillbooks.delete_skillbook,
+        "Delete a skillbook (soft: it injects nothing until restored)", response=Skillbook,
     ),
     AdminRoute(
-        "GET",
-        "/skillbooks/{skillbook}/prompt",
-        skills.compiled_prompt,
-        "The section exactly as injected now (query: model, query)",
+        "POST", "/skillbooks/{skillbook}/restore", skillbooks.restore_skillbook,
+        "Restore a deleted skillbook", response=Skillbook,
     ),
     AdminRoute(
-        "GET",
-        "/skillbooks/{skillbook}/export",
-        transfer.export_skillbook,
-        "Export (query: format=json|markdown)",
+        "POST", "/skillbooks/{skillbook}/copy", skillbooks.copy_skillbook,
+        "Copy into a new skillbook, every skill under a new id", skillbooks.CopyTo,
+        response=skillbooks.Copied, status=201,
     ),
     AdminRoute(
-        "POST",
-        "/skillbooks/{skillbook}/import",
-        transfer.import_skillbook,
-        "Import a JSON export (query: mode=merge|replace)",
-    ),
-    AdminRoute("GET", "/skills/{skill_id}", skills.get_skill, "Show a skill, evidence, history"),
-    AdminRoute(
-        "PATCH",
-        "/skills/{skill_id}",
-        skills.edit_skill,
-        "Edit content or section",
-        skills.SkillEdit,
+        "GET", "/skillbooks/{skillbook}/history", skillbooks.skillbook_history,
+        "The skillbook's history: created, settings, frozen, imported, deleted",
+        response=SkillbookEvent, listed=True,
     ),
     AdminRoute(
-        "POST",
-        f"/skills/{{skill_id}}/{{action:{ACTIONS}}}",
-        skills.change_status,
-        "Approve, reject, archive or restore a skill",
+        "GET", "/skillbooks/{skillbook}/settings", skillbooks.get_settings, "Read settings",
+        response=skillbooks.SettingsView,
     ),
     AdminRoute(
-        "POST",
-        "/skills/{skill_id}/rollback",
-        skills.rollback_skill,
-        "Roll back to an earlier revision",
-        skills.Rollback,
+        "PATCH", "/skillbooks/{skillbook}/settings", skillbooks.update_settings,
+        "Change settings (null returns one to the configured default; frozen: true keeps "
+        "the injected set as it is now)", skillbooks.Settings, response=skillbooks.SettingsView,
     ),
     AdminRoute(
-        "GET", "/traces", traces.list_traces, "List traces (query: skillbook, limit, before)"
+        "GET", "/skillbooks/{skillbook}/skills", skills.list_skills, "List skills",
+        response=Skill, listed=True, query=skills.ListSkills,
     ),
-    AdminRoute("GET", "/traces/{trace_id}", traces.get_trace, "Show one trace with its bodies"),
     AdminRoute(
-        "GET",
-        "/learner/runs",
-        learner.list_runs,
-        "Learner runs with tokens and cost (query: skillbook, limit)",
+        "POST", "/skillbooks/{skillbook}/skills", skills.create_skill,
+        "Propose a skill (it arrives pending)", skills.NewSkill, response=SkillDetail, status=201,
     ),
-    AdminRoute("POST", "/learner/run", learner.run_now, "Run the learner now (query: skillbook)"),
-)
+    AdminRoute(
+        "POST", f"/skillbooks/{{skillbook}}/skills/{{action:{ACTIONS}}}",
+        skills.bulk_change_status,
+        "Approve, reject, archive or restore several skills: all of them or none",
+        skills.SkillIds, response=BulkResult,
+    ),
+    AdminRoute(
+        "GET", "/skillbooks/{skillbook}/prompt", skillbooks.compiled_prompt,
+        "The section exactly as injected now", response=skillbooks.Prompt,
+        query=skillbooks.PromptQuery,
+    ),
+    AdminRoute(
+        "GET", "/skillbooks/{skillbook}/export", transfer.export_skillbook,
+        "Export (JSON document, or Markdown for reading)", response=dict[str, Any],
+        query=transfer.ExportQuery,
+    ),
+    AdminRoute(
+        "POST", "/skillbooks/{skillbook}/import", transfer.import_skillbook,
+        "Import a JSON export, of this or another skillbook (ids another uses are remapped)",
+        response=ImportSummary, query=transfer.ImportQuery,
+    ),
+    AdminRoute(
+        "GET", "/skills/{skill_id}", skills.get_skill, "Show a skill, evidence, history",
+        response=SkillDetail,
+    ),
+    AdminRoute(
+        "PATCH", "/skills/{skill_id}", skills.edit_skill, "Edit content or section",
+        skills.SkillEdit, response=SkillDetail,
+    ),
+    AdminRoute(
+        "DELETE", "/skills/{skill_id}", skills.delete_skill,
+        "Delete a skill (soft: hidden and never injected until restored)",
+        response=SkillDetail,
+    ),
+    AdminRoute(
+        "POST", f"/skills/{{skill_id}}/{{action:{ACTIONS}}}", skills.change_status,
+        "Approve, reject, archive or restore a skill", response=SkillDetail,
+    ),
+    AdminRoute(
+        "POST", "/skills/{skill_id}/rollback", skills.rollback_skill,
+        "Roll back to an earlier revision", skills.Rollback, response=SkillDetail,
+    ),
+    AdminRoute(
+        "GET", "/skills/{skill_id}/outcomes", skills.skill_outcomes,
+        "Episodes it was injected into and their feedback, beside comparable ones without it",
+        response=SkillOutcome,
+    ),
+    AdminRoute(
+        "GET", "/traces", traces.list_traces, "List traces, newest first",
+        response=TracePage, query=TracesQuery,
+    ),
+    AdminRoute(
+        "GET", "/traces/{trace_id}", traces.get_trace,
+        "Show one trace with its bodies and feedback", response=TraceDetail,
+    ),
+    AdminRoute(
+        "GET", "/learner/runs", learner.list_runs, "Learner runs with tokens and cost",
+        response=LearnerRun, listed=True, query=learner.RunsQuery,
+    ),
+    AdminRoute(
+        "POST", "/learner/run", learner.run_now, "Run the learner now",
+        response=learner.RunSummaries, query=learner.RunQuery,
+    ),
+)  # fmt: skip
 
 
 def admin_app() -> web.Application:

@@ -1,28 +1,19 @@
-"""Admin handlers for traces: newest first, paged by time, one with its bodies."""
+"""Admin handlers for traces: newest first, paged by time, one with its bodies and feedback."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from skillproxy.admin.guard import AdminError
-from skillproxy.admin.skills import state_of
-from store.records import as_json
-
-MAX_PAGE = 500
+from skillproxy.admin.requests import query_of, state_of
+from skillproxy.admin.trace_queries import TracesQuery
+from store.interfaces import Store
+from store.records import Feedback, Trace, as_json
 
 
 async def list_traces(request: web.Request) -> web.Response:
-    query = request.query
-    try:
-        limit = int(query.get("limit", "50"))
-        before = float(query["before"]) if query.get("before") else None
-    except ValueError:
-        raise AdminError(
-            400, "limit must be an integer and before a number", "invalid_query"
-        ) from None
-    if not 1 <= limit <= MAX_PAGE:
-        raise AdminError(400, f"limit must be between 1 and {MAX_PAGE}", "invalid_query")
-    skillbook = query.get("skillbook") or None
+    asked = query_of(request, TracesQuery)
+    limit, before, skillbook = asked.limit, asked.before, asked.skillbook or None
     rows = await state_of(request).store.run(
         lambda store: store.traces.newest(skillbook=skillbook, limit=limit, before=before)
     )
@@ -31,8 +22,14 @@ async def list_traces(request: web.Request) -> web.Response:
 
 
 async def get_trace(request: web.Request) -> web.Response:
+    """The trace with its bodies, and `feedback`: what clients said of it or of its session
+    (within its skillbook), oldest first."""
     trace_id = request.match_info["trace_id"]
-    row = await state_of(request).store.run(lambda store: store.traces.get(trace_id))
+
+    def read(store: Store) -> tuple[Trace | None, list[Feedback]]:
+        return store.traces.get(trace_id), store.feedback.for_trace(trace_id)
+
+    row, feedback = await state_of(request).store.run(read)
     if row is None:
         raise AdminError(404, f"no trace with id {trace_id!r}", "not_found")
-    return web.json_response(as_json(row))
+    return web.json_response({**as_json(row), "feedback": as_json(feedback)})

@@ -1,32 +1,40 @@
-"""Admin handlers to export a skillbook (JSON, lossless; Markdown, for reading) and import one."""
+"""Admin handlers to export a skillbook (JSON, lossless; Markdown, for reading) and import one.
+
+An export of one skillbook imports into another on the same proxy: skill ids another
+skillbook already uses are given new ones (the answer's `remapped` lists them), and a second
+import of the same document finds them again (see `store.sqlite.transfer`).
+"""
 
 from __future__ import annotations
+
+from typing import Literal
 
 from aiohttp import web
 
 from skillproxy.admin.guard import AdminError, read_json
-from skillproxy.admin.skills import actor, skillbook_name, state_of
-from store.records import as_json
+from skillproxy.admin.requests import Query, actor, changed, query_of, skillbook_name, state_of
 
-IMPORT_MODES = ("merge", "replace")
+
+class ExportQuery(Query):
+    format: Literal["json", "markdown"] = "json"
+
+
+class ImportQuery(Query):
+    mode: Literal["merge", "replace"] = "merge"
 
 
 async def export_skillbook(request: web.Request) -> web.Response:
     state, name = state_of(request), skillbook_name(request)
-    kind = request.query.get("format", "json")
+    kind = query_of(request, ExportQuery).format
     if kind == "json":
         return web.json_response(await state.store.run(lambda s: s.transfer.export_json(name)))
-    if kind == "markdown":
-        text = await state.store.run(lambda s: s.transfer.export_markdown(name))
-        return web.Response(text=text, content_type="text/markdown")
-    raise AdminError(400, "format must be json or markdown", "invalid_query")
+    text = await state.store.run(lambda s: s.transfer.export_markdown(name))
+    return web.Response(text=text, content_type="text/markdown")
 
 
 async def import_skillbook(request: web.Request) -> web.Response:
     state, name = state_of(request), skillbook_name(request)
-    mode = request.query.get("mode", "merge")
-    if mode not in IMPORT_MODES:
-        raise AdminError(400, "mode must be merge or replace", "invalid_query")
+    mode = query_of(request, ImportQuery).mode
     document = await read_json(request)
     if not isinstance(document, dict):
         raise AdminError(422, "the import document must be a JSON object", "invalid_content")
@@ -34,5 +42,4 @@ async def import_skillbook(request: web.Request) -> web.Response:
     summary = await state.store.run(
         lambda s: s.transfer.import_json(name, document, actor=who, mode=mode)
     )
-    await state.skillbooks.refresh()
-    return web.json_response(as_json(summary))
+    return await changed(state, summary)

@@ -124,6 +124,7 @@ class SQLiteLearner:
                             actor=actor,
                             status=op.status,
                             evidence=[(op.trace_id, op.reason)],
+                            supersedes=op.supersedes,
                         )
                     )
                 elif isinstance(op, AddEvidence):

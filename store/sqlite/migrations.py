@@ -220,7 +220,53 @@ def m003_learner(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [m001_traces, m002_skillbooks, m003_learner]
+def m004_trust(db: sqlite_utils.Database) -> None:
+    """Restore, supersede, soft delete, import remapping, freezing, and skillbook history."""
+    for column in (
+        "prior_status TEXT",  # what archive or delete left, for restore to return to
+        "supersedes TEXT",  # the skill this one rewords
+        "superseded_by TEXT",  # set when an approved rewording archived this one
+        "origin TEXT",  # the id in the document an import took it from, when remapped
+        "deleted_at REAL",
+    ):
+        db.execute(f"ALTER TABLE skills ADD COLUMN {column}")
+    db.execute("CREATE INDEX skills_origin ON skills (skillbook, origin) WHERE origin IS NOT NULL")
+    for column in (
+        "created_by TEXT NOT NULL DEFAULT 'traffic'",
+        "deleted_at REAL",
+        "frozen_version INTEGER",
+        "frozen_json TEXT",  # the injected set at freezing: settings and skills, as served
+    ):
+        db.execute(f"ALTER TABLE skillbooks ADD COLUMN {column}")
+    db.execute("UPDATE skillbooks SET created_by = 'unknown'")  # made before this was recorded
+    db.execute(
+        """
+        CREATE TABLE skillbook_events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            skillbook TEXT NOT NULL,
+            action TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            at REAL NOT NULL,
+            detail_json TEXT NOT NULL DEFAULT '{}'
+        )
+        """
+    )
+    db.execute("CREATE INDEX skillbook_events_name ON skillbook_events (skillbook, seq)")
+    # An archived skill restores to what it was before; earlier releases did not keep that,
+    # so read it from the history event that archived it.
+    archived = db.execute("SELECT id FROM skills WHERE status = 'archived'").fetchall()
+    for (skill_id,) in archived:
+        row = db.execute(
+            "SELECT json_extract(before_json, '$.status') FROM skill_events "
+            "WHERE skill_id = ? AND json_extract(after_json, '$.status') = 'archived' "
+            "AND json_extract(before_json, '$.status') != 'archived' ORDER BY seq DESC LIMIT 1",
+            [skill_id],
+        ).fetchone()
+        prior = row[0] if row and row[0] in ("pending", "active", "rejected") else "pending"
+        db.execute("UPDATE skills SET prior_status = ? WHERE id = ?", [prior, skill_id])
+
+
+MIGRATIONS: list[Migration] = [m001_traces, m002_skillbooks, m003_learner, m004_trust]
 
 
 def migrate(db: sqlite_utils.Database) -> list[str]:

@@ -8,6 +8,7 @@ in `store.rules`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterable
@@ -15,9 +16,21 @@ from typing import Any
 
 import sqlite_utils
 
-from store.errors import InvalidContent, InvalidTransition, NotFound
-from store.records import Evidence, Skill, SkillDetail, SkillEvent, Status, Tag
+from store.errors import BulkRefused, InvalidContent, InvalidTransition, NotFound, StoreError
+from store.feedback_labels import label_score
+from store.records import (
+    BulkResult,
+    Evidence,
+    OutcomeArm,
+    Skill,
+    SkillDetail,
+    SkillEvent,
+    SkillOutcome,
+    Status,
+    Tag,
+)
 from store.rules import (
+    ACTIONS,
     SNAPSHOT_KEYS,
     STATUSES,
     TAGS,
@@ -31,7 +44,8 @@ from store.sqlite.transaction import write_transaction
 
 COLUMNS = (
     "id", "skillbook", "section", "content", "status", "helpful", "harmful", "neutral",
-    "revision", "created_at", "updated_at",
+    "revision", "created_at", "updated_at", "supersedes", "superseded_by", "prior_status",
+    "deleted_at",
 )  # fmt: skip
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM skills"
 
@@ -50,11 +64,13 @@ class SQLiteSkills:
         actor: str,
         status: Status = "pending",
         evidence: Iterable[tuple[str, str]] = (),
+        supersedes: str | None = None,
     ) -> SkillDetail:
         with write_transaction(self._db):
             skill_id = self.create_in_tx(
-                skillbook, section, content, actor=actor, status=status, evidence=evidence
-            )
+                skillbook, section, content, actor=actor, status=status, evidence=evidence,
+                supersedes=supersedes, created_by="admin",
+            )  # fmt: skip
         return self.get(skill_id)
 
     def create_in_tx(
@@ -66,34 +82,44 @@ class SQLiteSkills:
         actor: str,
         status: Status,
         evidence: Iterable[tuple[str, str]],
+        supersedes: str | None = None,
+        created_by: str = "learner",
     ) -> str:
-        """`create` inside the caller's transaction; returns the new id."""
+        """`create` inside the caller's transaction; returns the new id. `created_by` says
+        who made the skillbook, if this creates it."""
         section = normalise_section(section)
         content = check_content(content)
+        if supersedes is not None:
+            replaced = self.snapshot(supersedes)  # NotFound for an unknown id
+            if replaced.skillbook != skillbook:
+                raise InvalidContent(
+                    f"supersedes: skill {supersedes} belongs to skillbook {replaced.skillbook!r}"
+                )
         now = time.time()
         db = self._db
-        self._skillbooks.ensure(skillbook)
+        self._skillbooks.ensure(skillbook, by=created_by, actor=actor)
+        self._skillbooks.refuse_deleted(skillbook)
         seq = db.execute("SELECT coalesce(max(seq), 0) + 1 FROM skills").fetchone()[0]
         skill_id = skill_id_for(section, seq)
         db.execute(
             "INSERT INTO skills (seq, id, skillbook, section, content, status, created_at, "
-            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [seq, skill_id, skillbook, section, content, status, now, now],
+            "updated_at, supersedes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [seq, skill_id, skillbook, section, content, status, now, now, supersedes],
         )
         self.record_event(skill_id, 1, "create", actor, None, self.snapshot(skill_id), now)
         for trace_id, reason in evidence:
             self.add_evidence_in_tx(skill_id, trace_id, reason, actor, now)
         if status == "active":
             self._skillbooks.bump_version(skillbook)
+            self._retire_superseded(self.snapshot(skill_id), actor)
         return skill_id
 
     def get(self, skill_id: str) -> SkillDetail:
-        s = self.snapshot(skill_id)
+        found = self.snapshot(skill_id)
+        fields = {f.name: getattr(found, f.name) for f in dataclasses.fields(Skill)}
         return SkillDetail(
-            s.id, s.skillbook, s.section, s.content, s.status, s.helpful, s.harmful, s.neutral,
-            s.revision, s.created_at, s.updated_at,
-            evidence=self.evidence(skill_id), history=self.history(skill_id),
-        )  # fmt: skip
+            **fields, evidence=self.evidence(skill_id), history=self.history(skill_id)
+        )
 
     def snapshot(self, skill_id: str) -> Skill:
         """The skill without evidence or history."""
@@ -109,10 +135,12 @@ class SQLiteSkills:
         status: str | None = None,
         section: str | None = None,
         text: str | None = None,
+        deleted: bool = False,
     ) -> list[Skill]:
         if status is not None and status not in STATUSES:
             raise InvalidContent(f"status must be one of {', '.join(STATUSES)}")
         where, params = ["skillbook = ?"], [skillbook]
+        where.append("deleted_at IS NOT NULL" if deleted else "deleted_at IS NULL")
         if status:
             where.append("status = ?")
             params.append(status)
@@ -133,19 +161,80 @@ class SQLiteSkills:
         return self.find(skillbook, status="active")
 
     def transition(self, skill_id: str, action: str, *, actor: str) -> SkillDetail:
-        if action not in TRANSITIONS:
-            raise InvalidTransition(f"unknown action {action!r}")
+        with write_transaction(self._db):
+            self.transition_in_tx(self.snapshot(skill_id), action, actor)
+        return self.get(skill_id)
+
+    def bulk(self, skillbook: str, ids: list[str], action: str, *, actor: str) -> BulkResult:
+        """`action` on every id, in one transaction: all change, or none and `BulkRefused`
+        names why each refused id could not."""
+        if not ids:
+            raise InvalidContent("ids: give at least one skill id")
+        if len(set(ids)) != len(ids):
+            raise InvalidContent("ids: an id appears more than once")
+        refused: dict[str, str] = {}
+        with write_transaction(self._db):
+            for skill_id in ids:
+                try:
+                    skill = self.snapshot(skill_id)
+                    if skill.skillbook != skillbook:
+                        raise NotFound(f"skill {skill_id} belongs to skillbook {skill.skillbook!r}")
+                    self.transition_in_tx(skill, action, actor)
+                except StoreError as exc:
+                    refused[skill_id] = str(exc)
+            if refused:  # raised inside the transaction: it rolls back what was applied
+                raise BulkRefused(
+                    f"nothing was changed: {len(refused)} of {len(ids)} skills cannot be "
+                    f"{_past(action)}",
+                    refused,
+                )
+        return BulkResult(action, [self.get(skill_id) for skill_id in ids])
+
+    def transition_in_tx(self, before: Skill, action: str, actor: str) -> None:
+        if action not in ACTIONS:
+            raise InvalidTransition(f"unknown action {action!r}: use {', '.join(ACTIONS)}")
+        if before.deleted_at is not None:
+            if action != "restore":
+                raise InvalidTransition(
+                    f"cannot {action} skill {before.id}: it is deleted (restore it first)"
+                )
+            self.apply_change(before, {"deleted_at": None}, "restore", actor)
+            return
+        target = TRANSITIONS[action].get(before.status)
+        if target is None:
+            allowed = ", ".join(TRANSITIONS[action])
+            raise InvalidTransition(
+                f"cannot {action} skill {before.id}: it is {before.status} "
+                f"(only {allowed} skills can be {_past(action)})"
+            )
+        changes: dict[str, Any] = {"status": target}
+        if action == "restore" and before.status == "archived":
+            prior = before.prior_status
+            changes["status"] = prior if prior in ("pending", "active", "rejected") else "pending"
+        if changes["status"] == "archived":
+            changes["prior_status"] = before.status
+        self.apply_change(before, changes, action, actor)
+        if changes["status"] == "active":
+            self._retire_superseded(self.snapshot(before.id), actor)
+
+    def delete(self, skill_id: str, *, actor: str) -> SkillDetail:
+        """Soft: hidden and never injected, kept with its history until `restore`."""
         with write_transaction(self._db):
             before = self.snapshot(skill_id)
-            target = TRANSITIONS[action].get(before.status)
-            if target is None:
-                allowed = ", ".join(TRANSITIONS[action])
-                raise InvalidTransition(
-                    f"cannot {action} skill {skill_id}: it is {before.status} "
-                    f"(only {allowed} skills can be {action}d)"
-                )
-            self.apply_change(before, {"status": target}, action, actor)
+            if before.deleted_at is not None:
+                raise InvalidTransition(f"skill {skill_id} is already deleted")
+            self.apply_change(before, {"deleted_at": time.time()}, "delete", actor)
         return self.get(skill_id)
+
+    def _retire_superseded(self, successor: Skill, actor: str) -> None:
+        """Archive the skill `successor` rewords, linked to it, once `successor` is live."""
+        if successor.supersedes is None:
+            return
+        old = self.snapshot(successor.supersedes)
+        if old.deleted_at is not None or old.status not in ("pending", "active"):
+            return
+        changes = {"status": "archived", "prior_status": old.status, "superseded_by": successor.id}
+        self.apply_change(old, changes, f"superseded by {successor.id}", actor)
 
     def edit(
         self,
@@ -163,7 +252,9 @@ class SQLiteSkills:
         if not changes:
             raise InvalidContent("nothing to edit: give content and/or section")
         with write_transaction(self._db):
-            self.apply_change(self.snapshot(skill_id), changes, "edit", actor)
+            before = self.snapshot(skill_id)
+            _refuse_deleted(before, "edit")
+            self.apply_change(before, changes, "edit", actor)
         return self.get(skill_id)
 
     def rollback(self, skill_id: str, revision: int, *, actor: str) -> SkillDetail:
@@ -177,8 +268,11 @@ class SQLiteSkills:
             ).fetchone()
             if row is None:
                 raise NotFound(f"skill {skill_id} has no revision {revision}")
+            _refuse_deleted(before, "roll back")
             target = json.loads(row[0])
             changes = {k: target[k] for k in ("section", "content", "status")}
+            if changes["status"] == "archived" and before.status != "archived":
+                changes["prior_status"] = before.status
             self.apply_change(before, changes, f"rollback to {revision}", actor)
         return self.get(skill_id)
 
@@ -207,6 +301,31 @@ class SQLiteSkills:
             "INSERT INTO evidence (skill_id, trace_id, reason, source, created_at) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             [skill_id, trace_id, reason, source, at],
+        )
+
+    def outcomes(self, skill_id: str) -> SkillOutcome:
+        """Episodes since the skill was created, split by whether it was injected."""
+        skill = self.snapshot(skill_id)
+        rows = self._db.execute(
+            _OUTCOME_SQL, {"book": skill.skillbook, "since": skill.created_at, "skill": skill_id}
+        ).fetchall()
+        scores: dict[str, list[float]] = {}
+        marked: dict[str, bool] = {}
+        for episode_id, injected, score, label in rows:
+            marked[episode_id] = bool(injected)
+            value = score if score is not None else label_score(label) if label else None
+            if value is not None:
+                scores.setdefault(episode_id, []).append(float(value))
+        arms = {
+            flag: _arm([eid for eid, was in marked.items() if was is flag], scores)
+            for flag in (True, False)
+        }
+        with_it, without = arms[True], arms[False]
+        difference = None
+        if with_it.mean_score is not None and without.mean_score is not None:
+            difference = round(with_it.mean_score - without.mean_score, 4)
+        return SkillOutcome(
+            skill_id, skill.created_at, with_it, without, difference, _note(with_it, without)
         )
 
     def evidence(self, skill_id: str) -> list[Evidence]:
@@ -270,6 +389,62 @@ class SQLiteSkills:
             "after_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [skill_id, revision, action, actor, at, _snap(before), _snap(after)],
         )
+
+
+_OUTCOME_SQL = """
+WITH eps AS (
+    SELECT id, session_key FROM episodes WHERE skillbook = :book AND last_at >= :since
+),
+marked AS (
+    SELECT DISTINCT t.episode_id AS id FROM traces AS t, json_each(t.injected_skill_ids) AS j
+    WHERE t.skillbook = :book AND t.created_at >= :since AND t.episode_id IS NOT NULL
+      AND t.injected_skill_ids IS NOT NULL AND j.value = :skill
+),
+rated AS (
+    SELECT e.id AS episode_id, f.score, f.label FROM eps AS e
+    JOIN feedback AS f ON f.skillbook = :book AND f.session_id = e.session_key
+    UNION ALL
+    SELECT t.episode_id, f.score, f.label FROM feedback AS f JOIN traces AS t ON t.id = f.trace_id
+    WHERE t.episode_id IN (SELECT id FROM eps)
+)
+SELECT e.id, e.id IN (SELECT id FROM marked), r.score, r.label
+FROM eps AS e LEFT JOIN rated AS r ON r.episode_id = e.id
+"""
+
+
+def _arm(episodes: list[str], scores: dict[str, list[float]]) -> OutcomeArm:
+    means = [sum(scores[e]) / len(scores[e]) for e in episodes if e in scores]
+    mean = round(sum(means) / len(means), 4) if means else None
+    return OutcomeArm(len(episodes), len(means), mean)
+
+
+def _note(with_it: OutcomeArm, without: OutcomeArm) -> str:
+    if with_it.episodes == 0:
+        return (
+            "no data: no episode has had this skill injected yet "
+            "(episodes form when the learner groups traces)"
+        )
+    if with_it.with_feedback == 0:
+        return "no data: no episode it was injected into has feedback yet"
+    if without.with_feedback == 0:
+        return "nothing to compare: no comparable episode without it has feedback yet"
+    return (
+        "observational: episodes with and without it differ in more than this skill, "
+        "so read the difference as a hint, not an effect"
+    )
+
+
+def _refuse_deleted(skill: Skill, doing: str) -> None:
+    if skill.deleted_at is not None:
+        raise InvalidTransition(
+            f"cannot {doing} skill {skill.id}: it is deleted (restore it first)"
+        )
+
+
+def _past(action: str) -> str:
+    return {"approve": "approved", "reject": "rejected", "archive": "archived"}.get(
+        action, "restored"
+    )
 
 
 def _snap(state: Skill | dict[str, Any] | None) -> str | None:

@@ -3,15 +3,19 @@
 The JSON document carries every skill in every status with its counters, evidence and full
 history, so importing an export into a fresh database and exporting again gives an equal
 document: it is a backup and the way to move a skillbook between deployments. The document's
-shape, checks and Markdown view are in `store.skillbook_document`.
+shape, checks and Markdown view are in `store.skillbook_document`. Deleted skills are left out.
 
 Import validates the whole document before it writes anything, then applies it in one write
-transaction. Per skill id in the document:
+transaction. Skill ids are unique across the store, so a document can be imported into
+another skillbook of the same store (a copy): its ids are remapped. Per skill in the document:
 
-    new id                    inserted verbatim, with its evidence and history
-    id in this skillbook      unchanged if its state matches; otherwise set to the document's
-                              state as a new revision with an "import" history event
-    id in another skillbook   Conflict
+    id in this skillbook          unchanged if its state matches; otherwise set to the
+    (or imported here before       document's state as a new revision with an "import"
+     under a new id)               history event
+    id in another skillbook       inserted under a new id, remembered as its `origin` so a
+                                  second import of the same document finds it; the summary's
+                                  `remapped` maps document ids to the new ones
+    new id                        inserted verbatim, with its evidence and history
 
 Evidence the database lacks is merged in either way. `mode="replace"` also archives this
 skillbook's pending and active skills the document leaves out; nothing is ever deleted. A
@@ -30,8 +34,16 @@ import sqlite_utils
 
 from store.errors import Conflict, InvalidContent, NotFound
 from store.records import ImportSummary, as_json
-from store.rules import SNAPSHOT_KEYS, TRANSITIONS
-from store.skillbook_document import FORMAT, ID_NUMBER, MODES, SKILL_COLUMNS, markdown, validated
+from store.rules import SNAPSHOT_KEYS, TRANSITIONS, skill_id_for
+from store.skillbook_document import (
+    FORMAT,
+    ID_NUMBER,
+    LINK_KEYS,
+    MODES,
+    SKILL_COLUMNS,
+    markdown,
+    validated,
+)
 from store.sqlite.skillbooks import SQLiteSkillbooks
 from store.sqlite.skills import SQLiteSkills
 from store.sqlite.transaction import write_transaction
@@ -47,14 +59,18 @@ class SQLiteTransfer:
 
     def export_json(self, name: str) -> dict[str, Any]:
         with self._read_snapshot():
-            book = self._skillbooks.get(name)
-            exported = []
-            for skill in self._skills.find(name):
-                item = as_json(skill)
-                del item["skillbook"]
-                item["evidence"] = as_json(self._skills.evidence(skill.id))
-                item["history"] = as_json(self._skills.history(skill.id))
-                exported.append(item)
+            return self._document(name)
+
+    def _document(self, name: str) -> dict[str, Any]:
+        book = self._skillbooks.get(name)
+        exported = []
+        for skill in self._skills.find(name):
+            data = as_json(skill)
+            item = {key: data[key] for key in (*SKILL_COLUMNS, "updated_at")}
+            item.update({key: data[key] for key in LINK_KEYS if data[key] is not None})
+            item["evidence"] = as_json(self._skills.evidence(skill.id))
+            item["history"] = as_json(self._skills.history(skill.id))
+            exported.append(item)
         return {
             "format": FORMAT,
             "skillbook": name,
@@ -62,6 +78,16 @@ class SQLiteTransfer:
             "settings": as_json(book.settings),
             "skills": exported,
         }
+
+    def copy(self, source: str, target: str, *, actor: str) -> ImportSummary:
+        """A new skillbook `target` with everything `source` has, under new ids."""
+        with write_transaction(self._db):
+            if self._skillbooks.exists(target):
+                raise Conflict(f"skillbook {target!r} already exists: copy into a new name")
+            document = self._document(source)
+            summary = self._import(target, document, actor, "merge", by="copy")
+            self._skillbooks.record_event(target, "copy", actor, {"from": source})
+        return summary
 
     def export_markdown(self, name: str) -> str:
         with self._read_snapshot():
@@ -73,30 +99,66 @@ class SQLiteTransfer:
     def import_json(
         self, name: str, document: object, *, actor: str, mode: str = "merge"
     ) -> ImportSummary:
+        with write_transaction(self._db):
+            return self._import(name, document, actor, mode, by="import")
+
+    def _import(
+        self, name: str, document: object, actor: str, mode: str, *, by: str
+    ) -> ImportSummary:
         if mode not in MODES:
             raise InvalidContent(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         doc = validated(document)
-        summary = {"created": 0, "updated": 0, "unchanged": 0, "archived": 0}
+        counts = {"created": 0, "updated": 0, "unchanged": 0, "archived": 0}
         now = time.time()
-        db = self._db
-        with write_transaction(db):
-            is_new = not self._skillbooks.exists(name)
-            if is_new:
-                db.execute(
-                    "INSERT INTO skillbooks (name, version, created_at, updated_at) "
-                    "VALUES (?, ?, ?, ?)",
-                    [name, doc["version"], now, now],
-                )
-            settings_changed = self._apply_settings(name, doc["settings"])
-            for skill in doc["skills"]:
-                summary[self._import_skill(name, skill, actor, now)] += 1
-            if mode == "replace":
-                kept = {skill["id"] for skill in doc["skills"]}
-                summary["archived"] = self._archive_absent(name, kept, actor, now)
-            moved = summary["created"] + summary["updated"] + summary["archived"]
-            if not is_new and (settings_changed or moved):
-                self._skillbooks.bump_version(name)
-        return ImportSummary(**summary)
+        is_new = not self._skillbooks.exists(name)
+        if is_new:
+            self._db.execute(
+                "INSERT INTO skillbooks (name, version, created_at, updated_at, created_by) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [name, doc["version"], now, now, by],
+            )
+            self._skillbooks.record_event(name, "create", actor, {"by": by}, now)
+        self._skillbooks.refuse_deleted(name)
+        settings_changed = self._apply_settings(name, doc["settings"])
+        local = self._local_ids(name, doc["skills"])
+        for skill in doc["skills"]:
+            skill = _relinked(skill, local)
+            counts[self._import_skill(name, skill, actor, now)] += 1
+        if mode == "replace":
+            kept = {local.get(skill["id"], skill["id"]) for skill in doc["skills"]}
+            counts["archived"] = self._archive_absent(name, kept, actor, now)
+        moved = counts["created"] + counts["updated"] + counts["archived"]
+        if not is_new and (settings_changed or moved):
+            self._skillbooks.bump_version(name)
+        self._skillbooks.record_event(name, "import", actor, {"mode": mode, **counts}, now)
+        remapped = {old: new for old, new in local.items() if old != new}
+        return ImportSummary(**counts, remapped=remapped)
+
+    def _local_ids(self, name: str, skills: list[dict[str, Any]]) -> dict[str, str]:
+        """Document id -> the id it has (or will have) in skillbook `name`: its own, the one
+        an earlier import of it was given, or a new one when another skillbook has the id."""
+        local: dict[str, str] = {}
+        foreign: list[dict[str, Any]] = []
+        next_seq = self._db.execute("SELECT coalesce(max(seq), 0) + 1 FROM skills").fetchone()[0]
+        for skill in skills:
+            doc_id = skill["id"]
+            row = self._db.execute(
+                "SELECT id FROM skills WHERE skillbook = ? AND (id = ? OR origin = ?) "
+                "ORDER BY id = ? DESC LIMIT 1",
+                [name, doc_id, doc_id, doc_id],
+            ).fetchone()
+            if row is not None:
+                local[doc_id] = row[0]
+            elif self._db.execute("SELECT 1 FROM skills WHERE id = ?", [doc_id]).fetchone():
+                foreign.append(skill)
+            else:
+                local[doc_id] = doc_id
+                number = ID_NUMBER.search(doc_id)
+                next_seq = max(next_seq, int(number.group(1)) + 1 if number else 0)
+        for skill in foreign:  # numbered past every id this import keeps, so none collide
+            local[skill["id"]] = skill_id_for(skill["section"], next_seq)
+            next_seq += 1
+        return local
 
     @contextmanager
     def _read_snapshot(self) -> Iterator[None]:
@@ -123,7 +185,7 @@ class SQLiteTransfer:
         except NotFound:
             self._insert(name, skill)
             return "created"
-        if current.skillbook != name:
+        if current.skillbook != name:  # `_local_ids` remaps these; kept as the last guard
             raise Conflict(
                 f"skill {skill['id']!r} belongs to skillbook {current.skillbook!r}, not {name!r}"
             )
@@ -140,11 +202,11 @@ class SQLiteTransfer:
         seq = self._db.execute("SELECT coalesce(max(seq), 0) + 1 FROM skills").fetchone()[0]
         number = ID_NUMBER.search(skill["id"])
         seq = max(seq, int(number.group(1)) if number else 0)
-        columns = (*SKILL_COLUMNS, "updated_at")
+        columns = (*SKILL_COLUMNS, "updated_at", *LINK_KEYS, "origin")
         self._db.execute(
             f"INSERT INTO skills (seq, skillbook, {', '.join(columns)}) "
             f"VALUES ({', '.join('?' * (len(columns) + 2))})",
-            [seq, name, *(skill[column] for column in columns)],
+            [seq, name, *(skill.get(column) for column in columns)],
         )
         for event in skill["history"]:
             self._skills.record_event(
@@ -163,7 +225,20 @@ class SQLiteTransfer:
         archived = 0
         for skill in self._skills.find(name):
             if skill.id not in kept and skill.status in TRANSITIONS["archive"]:
-                change = {"status": "archived"}
+                change = {"status": "archived", "prior_status": skill.status}
                 self._skills.apply_change(skill, change, "archive", actor, now=now, bump=False)
                 archived += 1
         return archived
+
+
+def _relinked(skill: dict[str, Any], local: dict[str, str]) -> dict[str, Any]:
+    """The document's skill under its local id, its links to other skills of the document
+    under theirs, and its document id as `origin` when that differs."""
+    out = dict(skill)
+    out["id"] = local[skill["id"]]
+    if out["id"] != skill["id"]:
+        out["origin"] = skill["id"]
+    for key in ("supersedes", "superseded_by"):
+        if out.get(key) is not None:
+            out[key] = local.get(out[key], out[key])
+    return out
