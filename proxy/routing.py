@@ -13,7 +13,9 @@ from yarl import URL
 
 from core.formats import CHAT, MESSAGES, RESPONSES, WireFormat
 
-SKILLBOOK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+SKILLBOOK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+"""Ends in an end-of-text anchor, not `$`, which also matches before a final newline: a name
+is put in headers, and a newline there would break them."""
 SKILLBOOK_HEADER = "X-Skillbook"
 
 

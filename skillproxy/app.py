@@ -56,7 +56,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
     app.add_subapp("/admin/", admin_app())
     app.router.add_post("/v1/feedback", post_feedback)
-    app.router.add_post("/sb/{skillbook}/v1/feedback", post_feedback)
+    app.router.add_post("/sb/{skillbook:[^/]+}/v1/feedback", post_feedback)
     plain = app.router.add_route("*", "/v1/{tail:.*}", handlers.proxy_v1)
     skillbook = app.router.add_route("*", "/sb/{skillbook}/v1/{tail:.*}", handlers.proxy_v1)
     skip_router(app, plain=plain, skillbook=skillbook, routed_tails=frozenset({"feedback"}))

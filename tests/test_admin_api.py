@@ -230,9 +230,11 @@ def test_openapi_document_lists_every_route(proxy: RunningProxy) -> None:
     document = admin(proxy, "GET", "/openapi.json").json()
     assert document["openapi"].startswith("3.")
     assert "/admin/skills/{skill_id}/{action}" in document["paths"]
-    assert len([op for path in document["paths"].values() for op in path]) == len(ROUTES)
-    schema = document["paths"]["/admin/skillbooks/{skillbook}/skills"]["post"]["requestBody"]
-    assert "section" in schema["content"]["application/json"]["schema"]["properties"]
+    admin_paths = [item for path, item in document["paths"].items() if path.startswith("/admin/")]
+    assert len([op for item in admin_paths for op in item]) == len(ROUTES)
+    body = document["paths"]["/admin/skillbooks/{skillbook}/skills"]["post"]["requestBody"]
+    ref = body["content"]["application/json"]["schema"]["$ref"]
+    assert "section" in document["components"]["schemas"][ref.rpartition("/")[2]]["properties"]
 
 
 def test_export_import_round_trip(proxy: RunningProxy) -> None:
@@ -247,7 +249,8 @@ def test_export_import_round_trip(proxy: RunningProxy) -> None:
     assert again["unchanged"] == 2 and again["created"] == 0
     assert admin(proxy, "GET", "/skillbooks/support/export").json() == exported
     copied = admin(proxy, "POST", "/skillbooks/elsewhere/import", json=exported).json()
-    assert copied["created"] == 2 and set(copied["remapped"]) == {s["id"] for s in exported["skills"]}
+    assert copied["created"] == 2
+    assert set(copied["remapped"]) == {s["id"] for s in exported["skills"]}
     elsewhere = admin(proxy, "GET", "/skillbooks/elsewhere/skills").json()["data"]
     assert sorted(s["id"] for s in elsewhere) == sorted(copied["remapped"].values())
     bad = admin(proxy, "POST", "/skillbooks/support/import", json={"format": "nope"})

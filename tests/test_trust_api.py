@@ -115,9 +115,7 @@ def test_a_deleted_skill_is_hidden_and_not_injected_until_restored(proxy: Runnin
     assert REFUNDS in injected(proxy)
 
 
-def test_copy_and_soft_delete_of_a_skillbook_through_the_cli(
-    proxy: RunningProxy, cli: Cli
-) -> None:
+def test_copy_and_soft_delete_of_a_skillbook_through_the_cli(proxy: RunningProxy, cli: Cli) -> None:
     proxy.add_skill("support", "returns", REFUNDS)
     proxy.add_skill("support", "tone", TONE, approve=False)
     code, out, err = cli("skillbooks", "copy", "support", "support-b")
@@ -342,3 +340,19 @@ def test_query_parameters_are_checked_and_a_bad_one_is_named(proxy: RunningProxy
         error = response.json()["error"]
         assert error["code"] == "invalid_query" and error["message"].startswith(named)
     assert ok(proxy.admin("GET", "/traces", params={"limit": "2"}))["data"] == []
+
+
+def test_a_skillbook_name_with_a_trailing_newline_is_refused_everywhere(
+    proxy: RunningProxy,
+) -> None:
+    created = proxy.admin(
+        "POST", "/skillbooks/evil%0A/skills", json={"section": "a", "content": REFUNDS}
+    )
+    assert created.status_code == 400 and created.json()["error"]["code"] == "invalid_skillbook"
+    served = httpx.post(
+        f"{proxy.url}/sb/evil%0A/v1/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": []},
+        headers={"Authorization": "Bearer k"},
+    )
+    assert served.status_code == 400 and served.json()["error"]["code"] == "invalid_skillbook"
+    assert "evil\n" not in [b["name"] for b in ok(proxy.admin("GET", "/skillbooks"))["data"]]

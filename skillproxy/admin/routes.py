@@ -44,6 +44,8 @@ class AdminRoute:
     """The query parameters' model: the handler parses `request.query` with it."""
     status: int = 200
     listed: bool = False
+    text: str | None = None
+    """A text media type the route may answer with instead of JSON (export's Markdown)."""
 
 
 ROUTES = (
@@ -105,12 +107,12 @@ ROUTES = (
     AdminRoute(
         "GET", "/skillbooks/{skillbook}/export", transfer.export_skillbook,
         "Export (JSON document, or Markdown for reading)", response=dict[str, Any],
-        query=transfer.ExportQuery,
+        query=transfer.ExportQuery, text="text/markdown",
     ),
     AdminRoute(
         "POST", "/skillbooks/{skillbook}/import", transfer.import_skillbook,
         "Import a JSON export, of this or another skillbook (ids another uses are remapped)",
-        response=ImportSummary, query=transfer.ImportQuery,
+        transfer.SkillbookDocument, response=ImportSummary, query=transfer.ImportQuery,
     ),
     AdminRoute(
         "GET", "/skills/{skill_id}", skills.get_skill, "Show a skill, evidence, history",
@@ -162,7 +164,8 @@ def admin_app() -> web.Application:
     for route in ROUTES:
         admin.router.add_route(route.method, route.path, guarded(route.handler))
     admin.router.add_get("/openapi.json", guarded(openapi_handler))
-    admin.router.add_route("*", "/{tail:.*}", guarded(unmatched))  # last: only what nothing took
+    # last, so it gets only what nothing took; `[\s\S]`, as `.` would stop at a newline
+    admin.router.add_route("*", r"/{tail:[\s\S]*}", guarded(unmatched))
     return admin
 
 

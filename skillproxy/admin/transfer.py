@@ -7,12 +7,25 @@ import of the same document finds them again (see `store.sqlite.transfer`).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
 
 from skillproxy.admin.guard import AdminError, read_json
 from skillproxy.admin.requests import Query, actor, changed, query_of, skillbook_name, state_of
+
+
+class SkillbookDocument(BaseModel):
+    """The `skillproxy.skillbook/1` document an export writes (checked whole by the store)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["skillproxy.skillbook/1"]
+    skillbook: str
+    version: int = Field(ge=1)
+    settings: dict[str, Any]
+    skills: list[dict[str, Any]]
 
 
 class ExportQuery(Query):
