@@ -356,3 +356,27 @@ def test_a_skillbook_name_with_a_trailing_newline_is_refused_everywhere(
     )
     assert served.status_code == 400 and served.json()["error"]["code"] == "invalid_skillbook"
     assert "evil\n" not in [b["name"] for b in ok(proxy.admin("GET", "/skillbooks"))["data"]]
+
+
+def test_the_cli_freezes_deletes_restores_and_shows_outcomes(proxy: RunningProxy, cli: Cli) -> None:
+    skill = proxy.add_skill("support", "returns", REFUNDS)
+    code, out, _ = cli("skillbooks", "freeze", "support")
+    frozen_at = ok(proxy.admin("GET", "/skillbooks/support/settings"))["frozen_version"]
+    assert (code, out) == (0, f"froze support at version {frozen_at}\n")
+    code, out, _ = cli("skillbooks", "list")
+    [row] = [line for line in out.splitlines() if line.startswith("support ")]
+    assert f"frozen at v{frozen_at}" in row and " by admin" in row
+    code, out, _ = cli("skillbooks", "show", "support")
+    assert code == 0 and "token_budget" in out and "(default)" in out
+    assert cli("skillbooks", "unfreeze", "support")[0] == 0
+
+    code, out, _ = cli("skills", "delete", skill)
+    assert (code, out) == (0, f"deleted {skill} (skillproxy skills restore {skill} undoes it)\n")
+    assert cli("skills", "list", "--skillbook", "support", "--json")[1] == "[]\n"
+    assert cli("skills", "restore", skill)[1] == f"restored {skill}: now active\n"
+
+    code, out, _ = cli("skills", "outcomes", skill)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[2].split() == ["with", "it", "0", "0", "no", "data"]
+    assert lines[-2] == "difference  -" and lines[-1].startswith("no data:")
