@@ -30,7 +30,21 @@ class Completion:
     cost_usd: float
 
 
+def missing_key(config: LearnerConfig) -> str | None:
+    """Why the learner's key cannot be read: `api_key_env` names a variable that is unset or
+    empty here. None when it is set, or when no variable is named (a keyless local model)."""
+    name = config.api_key_env
+    if name and not os.environ.get(name):
+        return (
+            f"learner.api_key_env names the environment variable {name}, which is not set "
+            'here: export it, or set api_key_env to "" for a model that needs no key'
+        )
+    return None
+
+
 def complete(config: LearnerConfig, messages: list[dict[str, Any]]) -> Completion:
+    if (problem := missing_key(config)) is not None:  # never a placeholder key to a provider
+        raise LLMError(problem)
     import litellm  # lazy: seconds of import time the proxy must not pay
 
     api_key = os.environ.get(config.api_key_env) if config.api_key_env else None

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from core.config import Config, ConfigError, load_config
+from learner.llm import missing_key
 from learner.sandbox import sandbox_support
 from proxy.runtime import tune_for_serving
 from skillproxy.admin_cli import add_admin_commands, run_admin_command
@@ -281,6 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = serve_config(args)
     except ConfigError as exc:
         print(f"skillproxy: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if config.learner.enabled and (problem := missing_key(config.learner)) is not None:
+        print(f"skillproxy: {problem}", file=sys.stderr)
         return 2
     if config.learner.enabled and config.learner.recursive and (reason := sandbox_support()):
         print(f"skillproxy: learner.recursive refused: {reason}", file=sys.stderr)

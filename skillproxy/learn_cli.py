@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from core.config import ConfigError, load_config
+from learner.llm import missing_key
 from learner.sandbox import sandbox_support
 from learner.service import learn_once
 from store.errors import StoreError
@@ -42,6 +43,9 @@ def run_learn(args: argparse.Namespace) -> int:
         print(
             "skillproxy: set learner.model (or --model) to a litellm model string", file=sys.stderr
         )
+        return 2
+    if (problem := missing_key(config.learner)) is not None:
+        print(f"skillproxy: {problem}", file=sys.stderr)
         return 2
     if config.learner.recursive and (reason := sandbox_support()):
         print(f"skillproxy: recursive reflector refused: {reason}", file=sys.stderr)

@@ -237,3 +237,21 @@ def test_an_admin_token_from_the_environment_is_not_warned_about(
         env={"SKILLPROXY_ADMIN__TOKEN": "s3cret"},
     )  # fmt: skip
     assert warnings(serve_until_ready(process, port)) == []
+
+
+@pytest.mark.parametrize("command", ["learn", "serve"])
+def test_a_key_variable_that_is_not_set_stops_the_start_naming_it(
+    tmp_path: Path, start: Start, command: str
+) -> None:
+    """learner/llm.py: never a placeholder key to the provider; say which variable is unset."""
+    env = {
+        "SKILLPROXY_LEARNER__API_KEY_ENV": "SKILLPROXY_TEST_UNSET_KEY",
+        "SKILLPROXY_LEARNER__ENABLED": "true",
+        "SKILLPROXY_LEARNER__MODEL": "openai/gpt-4o-mini",
+    }
+    db = str(tmp_path / "x.db")
+    argv = (
+        ["--once", "--db", db] if command == "learn" else ["--port", str(free_port()), "--db", db]
+    )
+    line = finish(start(command, *argv, env=env)).one_line()
+    assert "SKILLPROXY_TEST_UNSET_KEY" in line and "not set" in line
