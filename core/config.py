@@ -164,13 +164,22 @@ class LearnerConfig(_Section):
     signal_only: bool = False
     sample_rest: float = Field(default=1.0, ge=0, le=1)
     max_context_tokens: int = Field(default=12_000, ge=1000)
-    similarity_threshold: float = Field(default=0.6, gt=0, le=1)
+    similarity: Literal["embedding", "lexical"] = "embedding"
+    similarity_threshold: float = Field(default=0.0, ge=0, le=1)
+    """0: the measured default of the similarity in use."""
+    judge_pairs: bool = True
+    max_lessons_per_episode: int = Field(default=3, ge=0, le=20)
     recursive: bool = False
     recursive_threshold_tokens: int = Field(default=8000, ge=0)
     recursive_max_steps: int = Field(default=6, ge=1)
     sandbox_timeout_s: float = Field(default=5.0, gt=0)
     sandbox_memory_mb: int = Field(default=256, ge=32)
     lease_s: float = Field(default=600.0, gt=0)
+    retries: int = Field(default=4, ge=0, le=20)
+    retry_max_wait_s: float = Field(default=30.0, ge=0)
+    max_attempts: int = Field(default=5, ge=1)
+    pattern_every: int = Field(default=5, ge=0)
+    pattern_window: int = Field(default=30, ge=2, le=200)
 
 
 class Config(_Section):

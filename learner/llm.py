@@ -7,15 +7,19 @@ litellm is imported here, lazily, so the proxy never pays its import time, and e
 from __future__ import annotations
 
 import contextlib
+import email.utils
+import logging
 import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from core.config import LearnerConfig
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch a price list
+log = logging.getLogger("skillproxy.learner")
 
 
 class LLMError(Exception):
@@ -42,9 +46,78 @@ def missing_key(config: LearnerConfig) -> str | None:
     return None
 
 
-def complete(config: LearnerConfig, messages: list[dict[str, Any]]) -> Completion:
+def complete(
+    config: LearnerConfig,
+    messages: list[dict[str, Any]],
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Completion:
+    """One answer from the learner's model. A failure that may pass (rate limit, timeout, lost
+    connection, a 5xx) is retried up to `config.retries` times with exponential backoff, or
+    after the provider's `Retry-After` when it gives one, never longer than
+    `config.retry_max_wait_s` a wait; anything else (a bad key, a bad request) fails at once."""
     if (problem := missing_key(config)) is not None:  # never a placeholder key to a provider
         raise LLMError(problem)
+    attempt = 0
+    while True:
+        try:
+            return _complete_once(config, messages)
+        except LLMError as exc:
+            wait = retry_wait(exc.__cause__, attempt, config.retry_max_wait_s)
+            if wait is None or attempt >= config.retries:
+                if attempt:
+                    raise LLMError(f"{exc} (after {attempt + 1} attempts)") from exc.__cause__
+                raise
+            log.warning("learner model call failed (%s); retrying in %.1f s", exc, wait)
+            sleep(wait)
+            attempt += 1
+
+
+def retry_wait(exc: BaseException | None, attempt: int, cap_s: float) -> float | None:
+    """Seconds to wait before trying again after `exc`, or None when trying again is no use.
+
+    Retried: 408, 409, 429 and 5xx answers, timeouts and connection failures. The wait is
+    the answer's `Retry-After` (seconds or an HTTP date) when given, else 1, 2, 4... s."""
+    if exc is None:
+        return None
+    status = getattr(exc, "status_code", None)
+    name = type(exc).__name__
+    transient = name in _TRANSIENT or (
+        isinstance(status, int) and (status in (408, 409, 429) or status >= 500)
+    )
+    if not transient:
+        return None
+    hinted = _retry_after(exc)
+    wait = hinted if hinted is not None else float(2**attempt)
+    return max(0.0, min(wait, cap_s))
+
+
+_TRANSIENT = frozenset(
+    {"Timeout", "APITimeoutError", "APIConnectionError", "RateLimitError",
+     "ServiceUnavailableError", "InternalServerError", "BadGatewayError"}
+)  # fmt: skip
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    headers: Any = getattr(getattr(exc, "response", None), "headers", None)
+    if headers is None:
+        headers = getattr(exc, "litellm_response_headers", None)
+    value = headers.get("retry-after") if headers is not None else None
+    if not value:
+        return None
+    text = str(value).strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _complete_once(config: LearnerConfig, messages: list[dict[str, Any]]) -> Completion:
     import litellm  # lazy: seconds of import time the proxy must not pay
 
     api_key = os.environ.get(config.api_key_env) if config.api_key_env else None
@@ -56,7 +129,7 @@ def complete(config: LearnerConfig, messages: list[dict[str, Any]]) -> Completio
             api_key=api_key or "not-needed",
             timeout=config.request_timeout_s,
             temperature=0,
-            num_retries=0,
+            num_retries=0,  # retried above, where the wait is ours to bound
             max_retries=0,
         )
     except Exception as exc:  # litellm maps every provider failure to its own exception tree

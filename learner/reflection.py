@@ -2,6 +2,12 @@
 
 The model answers in JSON; these models validate it. Anything malformed gets one repair
 attempt by the reflector; unknown keys are ignored, so a chatty model is not a failure.
+
+The diagnosis follows ACE's reflector: what happened, what went wrong, the root cause, the
+correct approach and the key insight. An answer may carry several lessons (`new_skills`); the
+older single `new_skill` object is still read, as the first of them, and `Reflection.new_skill`
+still returns that first one. Votes are for skills the episode shows applied: `neutral` is
+still accepted from a model that sends it, but the schema no longer asks for it.
 """
 
 from __future__ import annotations
@@ -9,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class _Lenient(BaseModel):
@@ -43,11 +49,36 @@ class Reflection(_Lenient):
     what_happened: str
     what_went_wrong: str = ""
     root_cause: str = ""
+    correct_approach: str = ""
     key_insight: str = ""
     skill_tags: list[SkillTag] = []
-    new_skill: NewSkill | None = None
+    new_skills: list[NewSkill] = []
     updates: list[SkillUpdate] = []
     removals: list[SkillRemoval] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_legacy_new_skill(cls, data: Any) -> Any:
+        """A single `new_skill` object (the earlier schema) becomes the first of `new_skills`."""
+        if not isinstance(data, dict) or "new_skill" not in data:
+            return data
+        data = dict(data)
+        legacy = data.pop("new_skill")
+        if legacy is not None:
+            listed = data.get("new_skills")
+            data["new_skills"] = [legacy, *listed] if isinstance(listed, list) else [legacy]
+        return data
+
+    @property
+    def new_skill(self) -> NewSkill | None:
+        """The first lesson, for callers that still handle one."""
+        return self.new_skills[0] if self.new_skills else None
+
+    def capped(self, max_lessons: int) -> Reflection:
+        """This reflection with at most `max_lessons` new skills, the first ones."""
+        if len(self.new_skills) <= max_lessons:
+            return self
+        return self.model_copy(update={"new_skills": self.new_skills[:max_lessons]})
 
 
 class InvalidAnswer(ValueError):
@@ -82,13 +113,15 @@ SCHEMA_TEXT = """{
   "what_happened": "one or two sentences",
   "what_went_wrong": "what failed or was slow, or empty if nothing did",
   "root_cause": "why, in one sentence",
+  "correct_approach": "what the agent should have done instead, or empty if it did well",
   "key_insight": "the lesson, in one sentence",
   "skill_tags": [
-    {"skill_id": "a skill listed as in effect", "tag": "helpful|harmful|neutral", "reason": "..."}
+    {"skill_id": "a skill in effect that this conversation shows applied", \
+"tag": "helpful|harmful", "reason": "the evidence"}
   ],
-  "new_skill": {
-    "section": "short lowercase topic", "content": "When <trigger>, <action>.", "reason": "..."
-  } or null,
+  "new_skills": [
+    {"section": "short lowercase topic", "content": "When <trigger>, <action>.", "reason": "..."}
+  ],
   "updates": [{"skill_id": "...", "content": "When <trigger>, <action>.", "reason": "..."}],
   "removals": [{"skill_id": "...", "reason": "..."}]
 }"""

@@ -6,6 +6,12 @@ flight and never applies anything twice. A lease keeps a second learner (another
 another machine on the same database) off a skillbook while this one works. Caps on tokens
 per run and per UTC day stop a run early; they are checked before each episode.
 
+Nothing is lost to a bad hour. Each model call is retried with backoff (`learner.llm`); an
+episode that still could not be reflected stays open with its attempts counted and is tried
+again by a later run, until `learner.max_attempts`, when it is failed with its reason (an
+outage and a malformed answer say which they were). A run in which every reflection failed
+is itself `failed`, with the last reason, so `learn --once` can say so and exit non-zero.
+
 With `privacy.learner` on (the default) nothing personal reaches the learner's model: each
 episode's messages, threads and feedback are redacted (`core.redaction`: e-mail addresses,
 phone, card and IBAN numbers, the operator's patterns) before either reflector sees them, the
@@ -28,14 +34,18 @@ from core.config import Config
 from core.formats.base import Message
 from core.redaction import Counts, Redactor, redactor_for, total
 from core.tokens import count_tokens
+from learner.close_lessons import judge_close_pairs, similarity_for
 from learner.episodes import EpisodeConversation, episode_conversation, group_new_traces
 from learner.llm import Completion, LLMError, complete
 from learner.manager import ACTOR, plan_reflection
+from learner.patterns import KIND, MIN_EPISODES, find_patterns, plan_patterns
 from learner.recursive import recursive_reflect
+from learner.reflection import InvalidAnswer
 from learner.reflector import ReflectionFailed, Spend, describe, reflect
 from learner.sandbox import SandboxError
+from learner.transcript import tools_of
 from store.interfaces import Store
-from store.records import Episode, Feedback, ReflectedEpisode, RunCounts
+from store.records import Episode, Feedback, ProposeSkill, ReflectedEpisode, RunCounts
 
 Ask = Callable[[list[dict[str, Any]]], Completion]
 Progress = Callable[[int, int, str], None]
@@ -57,6 +67,12 @@ class RunSummary:
     output_tokens: int = 0
     cost_usd: float = 0.0
     stopped: str | None = None
+    deferred: int = 0
+    """Episodes whose reflection failed this time and wait for a later run."""
+    patterns: int = 0
+    """Failures the cross-episode pass found recurring."""
+    failure: str | None = None
+    """The last reason a reflection failed, when one did."""
     refused: list[str] = field(default_factory=list)
     redactions: int = 0
     """Personal data replaced before the learner's model saw it (`privacy.learner`)."""
@@ -109,6 +125,11 @@ def run_skillbook(
         status = "done"
         try:
             _reflect_all(store, config, skillbook, ready, ask, summary, progress)
+            if summary.reflections:
+                _pattern_pass(store, config, skillbook, ask, summary)
+            if summary.reflections == 0 and summary.failures + summary.deferred > 0:
+                status = "failed"
+                summary.stopped = summary.stopped or f"every reflection failed: {summary.failure}"
         except BaseException as exc:
             status, summary.stopped = "crashed", f"{type(exc).__name__}: {exc}"
             raise
@@ -156,21 +177,44 @@ def _reflect_all(
         in_effect = {sid: texts[sid] for sid in episode.skill_ids if sid in texts}
         spend = Spend()
         try:
+            tools = tools_of(trace.request_json for trace in store.episodes.traces(row.id))
             if settings.recursive and _long(episode, settings.recursive_threshold_tokens):
-                reflection = recursive_reflect(ask, episode, in_effect, settings, spend)
+                reflection = recursive_reflect(
+                    ask, episode, in_effect, settings, spend, tools=tools
+                )
             else:
-                reflection = reflect(ask, episode, in_effect, settings.max_context_tokens, spend)
+                reflection = reflect(
+                    ask,
+                    episode,
+                    in_effect,
+                    settings.max_context_tokens,
+                    spend,
+                    tools=tools,
+                    max_lessons=settings.max_lessons_per_episode,
+                )
         except (ReflectionFailed, LLMError, SandboxError) as exc:
+            reason = f"{_failure_kind(exc)}: {exc}"[:500]
             counts = _spent(spend, summary, episodes=1, failures=1)
-            store.learner.close_episode(row.id, run, "failed", str(exc)[:500], counts)
-            summary.failures += 1
+            now_status = store.learner.defer_episode(
+                row.id, run, reason, counts, max_attempts=settings.max_attempts
+            )
+            summary.failure = reason
+            if now_status == "failed":
+                summary.failures += 1
+            else:
+                summary.deferred += 1
             continue
+        similar, threshold = similarity_for(settings)
+        verdicts = judge_close_pairs(ask, settings, reflection, known, similar, threshold, spend)
         plan = plan_reflection(
             reflection,
             episode,
             known,
             auto_approve=auto_approve,
-            threshold=settings.similarity_threshold,
+            threshold=threshold,
+            verdicts=verdicts,
+            similar=similar.most_similar,
+            max_lessons=settings.max_lessons_per_episode,
         )
         counts = _spent(
             spend,
@@ -241,6 +285,55 @@ def _spent(spend: Spend, summary: RunSummary, **counts: int) -> RunCounts:
         cost_usd=spend.cost_usd,
         **counts,
     )
+
+
+def _pattern_pass(
+    store: Store, config: Config, skillbook: str, ask: Ask, summary: RunSummary
+) -> None:
+    """Every `pattern_every` new reflections, look across the last `pattern_window` for a
+    failure that recurs (`learner.patterns`). Its failure costs this run nothing else: it is
+    logged in the summary and tried again after the next reflections."""
+    settings = config.learner
+    if not settings.pattern_every or _cap_reached(store, config, summary):
+        return
+    recent = store.learner.recent_reflections(skillbook, limit=settings.pattern_window)
+    if len(recent) < MIN_EPISODES:
+        return
+    upto = recent[-1].reflection.seq
+    fresh = sum(1 for r in recent if r.reflection.seq > store.learner.mark(skillbook, KIND))
+    if fresh < settings.pattern_every:
+        return
+    spend = Spend()
+    try:
+        patterns = find_patterns(ask, recent, spend)
+    except (InvalidAnswer, LLMError) as exc:
+        summary.refused.append(f"pattern pass: {exc}")
+        patterns = []
+    auto = store.skillbooks.get(skillbook).settings.auto_approve
+    similar, threshold = similarity_for(settings)
+    operations = plan_patterns(
+        patterns,
+        recent,
+        store.skills.find(skillbook),
+        auto_approve=config.skillbook.auto_approve if auto is None else bool(auto),
+        threshold=threshold,
+        similar=similar.most_similar,
+    )
+    proposals = sum(isinstance(op, ProposeSkill) for op in operations)
+    counts = _spent(spend, summary, proposals=proposals)
+    assert summary.run is not None
+    store.learner.commit_pass(skillbook, summary.run, KIND, upto, operations, counts, actor=ACTOR)
+    summary.proposals += proposals
+    summary.patterns += len(patterns)
+
+
+def _failure_kind(exc: Exception) -> str:
+    """An outage is not the model's fault and will pass; a malformed answer may not."""
+    if isinstance(exc, LLMError):
+        return "model unreachable"
+    if isinstance(exc, ReflectionFailed):
+        return "malformed answer"
+    return "sandbox failed"
 
 
 def _cap_reached(store: Store, config: Config, summary: RunSummary) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 
 from core.config import Config
@@ -17,6 +18,7 @@ from learner.llm import shared_clients
 from learner.runner import Ask, Progress, RunSummary, group_all, run_skillbook
 from learner.runner import skillbooks_with_ready_episodes as ready_counts
 from store import open_store
+from store.records import Waiting
 
 log = logging.getLogger("skillproxy.learner")
 
@@ -45,6 +47,26 @@ def learn_once(
             ]
         finally:
             store.close()
+
+
+def waiting_for(
+    config: Config, *, skillbook: str | None = None, now: float | None = None
+) -> dict[str, Waiting]:
+    """Per skillbook, what a run cannot use yet and when the first of it becomes ready."""
+    settings = config.learner
+    at = time.time() if now is None else now
+    store = open_store(config.store.url)
+    try:
+        names = [skillbook] if skillbook else [b.name for b in store.skillbooks.list_all()]
+        found = {
+            name: store.learner.waiting(
+                name, settle_s=settings.settle_s, idle_s=settings.episode_idle_s, now=at
+            )
+            for name in names
+        }
+    finally:
+        store.close()
+    return {name: w for name, w in found.items() if w.settling_traces or w.open_episodes}
 
 
 @contextlib.asynccontextmanager

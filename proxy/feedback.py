@@ -37,18 +37,18 @@ from proxy.handlers import skillbook_for
 from proxy.routing import SKILLBOOK_HEADER
 from proxy.state import STATE, ProxyState
 from store.errors import StoreMoved, StoreUnavailable
-from store.feedback_labels import LABELS, accepted_labels, normalise
+from store.feedback_labels import LABELS, accepted_labels, label_score, normalise
 from store.records import NewFeedback
 
 log = logging.getLogger("skillproxy.feedback")
 
 
 class Feedback(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # "0.5" is not a score
 
     trace_id: str | None = Field(default=None, min_length=1, max_length=200)
     session_id: str | None = Field(default=None, min_length=1, max_length=200)
-    score: float | None = Field(default=None, ge=0, le=1)
+    score: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
     label: str | None = Field(
         default=None,
         min_length=1,
@@ -63,6 +63,12 @@ class Feedback(BaseModel):
             raise ValueError("give exactly one of trace_id or session_id")
         if self.score is None and self.label is None:
             raise ValueError("give a score (0..1) or a label")
+        said = label_score(self.label) if self.label is not None else None
+        if said is not None and self.score is not None and (said >= 0.5) != (self.score >= 0.5):
+            raise ValueError(
+                f"the label {self.label!r} and the score {self.score:g} disagree: give one, "
+                "or both saying the same"
+            )
         return self
 
 
@@ -231,6 +237,21 @@ def _names(skillbooks: Sequence[str]) -> str:
 
 def _refusal(error: errors.ProxyError) -> Refusal:
     return Refusal(error.status, error.message, error.code)
+
+
+async def feedback_method_not_allowed(request: web.Request) -> web.Response:
+    """`/v1/feedback` is the proxy's own: any method but POST is a 405 here, never a request
+    forwarded to the provider with the client's key."""
+    err = errors.ProxyError(
+        405,
+        f"{request.method} is not allowed on {request.path}; send feedback with POST.",
+        "invalid_request_error",
+        "method_not_allowed",
+        "invalid_request_error",
+    )
+    response = errors.error_response(err, anthropic=False)
+    response.headers["Allow"] = "POST"
+    return response
 
 
 def _unavailable(exc: StoreUnavailable) -> web.Response:

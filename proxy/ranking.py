@@ -17,8 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from store.records import Skill
+from store.rules import usefulness
 
-Z = 1.96
 _WORD = re.compile(r"[a-z0-9]{3,}")
 STOPWORDS = frozenset(
     [
@@ -73,15 +73,6 @@ STOPWORDS = frozenset(
         "very",
     ]
 )
-
-
-def usefulness(helpful: int, harmful: int) -> float:
-    n = helpful + harmful + 2
-    p = (helpful + 1) / n
-    denominator = 1 + Z * Z / n
-    centre = p + Z * Z / (2 * n)
-    margin = Z * math.sqrt(p * (1 - p) / n + Z * Z / (4 * n * n))
-    return (centre - margin) / denominator
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,10 @@ class Prepared:
     the frozen one)."""
     frozen: bool = False
     created_by: str = "unknown"
+    withdrawn: frozenset[str] = frozenset()
+    """Ids deleted now (or all, for a deleted skillbook: see `deleted`): no earlier version
+    holding one of them may be served to a pinned request."""
+    deleted: bool = False
 
     def section(self, encoding: str, query: Callable[[], str]) -> Section:
         """The usefulness-ranked section, or, for relevance ranking, one chosen for `query()`."""
@@ -105,17 +109,18 @@ def prepare(
     ranking = settings.ranking or defaults.ranking
     version = book.version
     frozen = store.skillbooks.frozen_set(name) if book.frozen_version is not None else None
+    withdrawn = frozenset(skill.id for skill in store.skills.find(name, deleted=True))
     if book.deleted_at is not None:
         skills = []
-    elif frozen is not None:
-        version, budget, ranking, skills = (
-            frozen.version, frozen.token_budget, frozen.ranking, frozen.skills
-        )  # fmt: skip
+    elif frozen is not None:  # a delete wins over a freeze: never injected means never
+        version, budget, ranking = frozen.version, frozen.token_budget, frozen.ranking
+        skills = [skill for skill in frozen.skills if skill.id not in withdrawn]
     else:
         skills = store.skills.active(name)
     prepared = Prepared(
         name, version, budget, ranking, by_usefulness(skills), {}, {}, {}, {},
         store_version=book.version, frozen=frozen is not None, created_by=book.created_by,
+        withdrawn=withdrawn, deleted=book.deleted_at is not None,
     )  # fmt: skip
     for encoding in encodings:
         measure(prepared, encoding)
@@ -132,6 +137,10 @@ def measure(prepared: Prepared, encoding: str) -> None:
     prepared.header_tokens[encoding] = header
     prepared.section_tokens[encoding] = sections
     prepared.static[encoding] = fit(ranked, costs, budget, encoding, header, sections)
+
+
+def _holds(entry: Prepared, fresh: Prepared) -> bool:
+    return any(skill.id in fresh.withdrawn for skill in entry.ranked)
 
 
 class SkillbookCache:
@@ -208,6 +217,11 @@ class SkillbookCache:
                 kept[entry.version] = entry
                 while len(kept) > KEPT_VERSIONS:
                     kept.popitem(last=False)
+        for name, fresh in after.items():  # a pin never brings back what was deleted since
+            held = self._earlier.get(name)
+            if held and (fresh.deleted or fresh.withdrawn):
+                for version in [v for v, e in held.items() if fresh.deleted or _holds(e, fresh)]:
+                    del held[version]
         if self._seen_once:
             for name in after.keys() - before.keys():
                 log.info(

@@ -19,11 +19,13 @@ from typing import Any, TypeAlias
 
 from skillproxy.admin_client import AdminAPIError, AdminClient
 from skillproxy.cli_output import done, print_json, table, terminal_width, time_of
+from skillproxy.episodes_cli import add_episode_commands
 from skillproxy.skillbooks_cli import add_skillbook_commands
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 URL_VARIABLE = "SKILLPROXY_URL"
 TOKEN_VARIABLE = "SKILLPROXY_ADMIN__TOKEN"  # the variable `serve` reads admin.token from
+ACTOR_VARIABLE = "SKILLPROXY_ACTOR"
 STATUSES = ("pending", "active", "rejected", "archived")
 ACTIONS = {  # action: (past tense, help)
     "approve": ("approved", "make a pending or rejected skill active"),
@@ -51,6 +53,10 @@ def add_admin_commands(subparsers: Subparsers) -> None:
     )
     common.add_argument("--token", help=f"admin token (default: ${TOKEN_VARIABLE})")
     common.add_argument("--json", action="store_true", help="print the API's JSON as it is")
+    common.add_argument(
+        "--actor",
+        help=f"who the history records for changes (default: ${ACTOR_VARIABLE}, else $USER)",
+    )
     book = argparse.ArgumentParser(add_help=False)
     book.add_argument("--skillbook", default="default", help="skillbook name (default: default)")
 
@@ -68,6 +74,7 @@ def add_admin_commands(subparsers: Subparsers) -> None:
     listing.add_argument("--status", choices=STATUSES)
     listing.add_argument("--section")
     listing.add_argument("--q", metavar="TEXT", help="only skills whose content contains TEXT")
+    listing.add_argument("--deleted", action="store_true", help="list the deleted skills")
     leaf(skills, "show", _show_skill, "show a skill with its evidence and history").add_argument(
         "id"
     )
@@ -116,14 +123,16 @@ def add_admin_commands(subparsers: Subparsers) -> None:
     trace_list.add_argument("--before", type=float, help="older than this created_at (paging)")
     leaf(traces, "show", _show_trace, "show one trace with its bodies").add_argument("id")
     add_skillbook_commands(subparsers, leaf)
+    add_episode_commands(subparsers, leaf)
 
 
 def run_admin_command(args: argparse.Namespace) -> int:
     url = args.url or os.environ.get(URL_VARIABLE) or DEFAULT_URL
     token = args.token if args.token is not None else os.environ.get(TOKEN_VARIABLE)
+    actor = args.actor or os.environ.get(ACTOR_VARIABLE) or os.environ.get("USER")
     command: Command = args.run
     try:
-        with AdminClient(url, token) as client:
+        with AdminClient(url, token, actor=actor) as client:
             command(client, args)
     except AdminAPIError as exc:
         return _fail(_describe(exc))
@@ -148,7 +157,7 @@ def _describe(exc: AdminAPIError) -> str:
 
 
 def _list_skills(client: AdminClient, args: argparse.Namespace) -> None:
-    found = client.list_skills(args.skillbook, args.status, args.section, args.q)
+    found = client.list_skills(args.skillbook, args.status, args.section, args.q, args.deleted)
     if args.json:
         return print_json(found)
     if not found:
@@ -165,7 +174,14 @@ def _show_skill(client: AdminClient, args: argparse.Namespace) -> None:
     skill = client.get_skill(args.id)
     if args.json:
         return print_json(skill)
-    print(f"{skill['id']}  [{skill['status']}]  skillbook {skill['skillbook']}")
+    state = skill["status"] + (", deleted" if skill.get("deleted_at") else "")
+    print(f"{skill['id']}  [{state}]  skillbook {skill['skillbook']}")
+    for key, label in (
+        ("supersedes", "rewords"), ("superseded_by", "replaced by"),
+        ("contradicts", "contradicts"), ("retire_reason", "retire?"),
+    ):  # fmt: skip
+        if skill.get(key):
+            print(f"{label:<9} {skill[key]}")
     print(f"section   {skill['section']}")
     print(
         f"votes     +{skill['helpful']} helpful  -{skill['harmful']} harmful  "

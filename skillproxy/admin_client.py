@@ -48,9 +48,13 @@ class AdminClient:
     `token` is sent as `Authorization: Bearer` when given.
     """
 
-    def __init__(self, url: str, token: str | None = None, timeout: float = 10) -> None:
+    def __init__(
+        self, url: str, token: str | None = None, timeout: float = 10, actor: str | None = None
+    ) -> None:
         self.url = (url if "://" in url else "http://" + url).rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if actor:
+            headers["X-Admin-Actor"] = actor  # who every change is recorded as
         try:
             self._http = httpx.Client(
                 base_url=self.url + "/admin/", headers=headers, timeout=timeout
@@ -113,8 +117,11 @@ class AdminClient:
         status: str | None = None,
         section: str | None = None,
         q: str | None = None,
+        deleted: bool = False,
     ) -> list[dict[str, Any]]:
         params = {"status": status, "section": section, "q": q}
+        if deleted:
+            params["deleted"] = "true"
         return self._data(self._json("GET", f"skillbooks/{_segment(skillbook)}/skills", params))
 
     def get_skill(self, skill_id: str) -> dict[str, Any]:
@@ -199,6 +206,32 @@ class AdminClient:
     ) -> dict[str, Any]:
         path = f"skillbooks/{_segment(skillbook)}/import"
         return self._json("POST", path, {"mode": mode}, body=dict(document))
+
+    # episodes
+
+    def list_episodes(
+        self,
+        skillbook: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        before: float | None = None,
+    ) -> dict[str, Any]:
+        """One page, newest activity first: `{"data": [...], "next_before": float | None}`."""
+        params = {
+            "skillbook": skillbook, "status": status, "limit": str(limit),
+            "before": _number(before),
+        }  # fmt: skip
+        return self._json("GET", "episodes", params)
+
+    def get_episode(self, episode_id: str) -> dict[str, Any]:
+        return self._json("GET", f"episodes/{_segment(episode_id)}")
+
+    def retry_episodes(
+        self, ids: list[str] | None = None, skillbook: str | None = None
+    ) -> dict[str, Any]:
+        """Re-queue these failed episodes, or every failed one of `skillbook`."""
+        params = {"skillbook": skillbook} if not ids else None
+        return self._json("POST", "episodes/retry", params, body={"ids": ids or []})
 
     # traces
 

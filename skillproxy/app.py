@@ -21,7 +21,7 @@ from core.config import Config
 from learner.service import scheduled
 from proxy import handlers
 from proxy.dispatch import skip_router
-from proxy.feedback import post_feedback
+from proxy.feedback import feedback_method_not_allowed, post_feedback
 from proxy.feedback_queue import FEEDBACK, FeedbackQueue
 from proxy.forwarding import create_session
 from proxy.health import healthz
@@ -55,8 +55,9 @@ def create_app(config: Config) -> web.Application:
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
     app.add_subapp("/admin/", admin_app())
-    app.router.add_post("/v1/feedback", post_feedback)
-    app.router.add_post("/sb/{skillbook:[^/]+}/v1/feedback", post_feedback)
+    for path in ("/v1/feedback", "/sb/{skillbook:[^/]+}/v1/feedback"):
+        app.router.add_post(path, post_feedback)
+        app.router.add_route("*", path, feedback_method_not_allowed)  # never forwarded
     plain = app.router.add_route("*", "/v1/{tail:.*}", handlers.proxy_v1)
     skillbook = app.router.add_route("*", "/sb/{skillbook}/v1/{tail:.*}", handlers.proxy_v1)
     skip_router(app, plain=plain, skillbook=skillbook, routed_tails=frozenset({"feedback"}))

@@ -7,10 +7,10 @@ import sys
 import time
 from typing import Any
 
-from core.config import ConfigError, load_config
+from core.config import Config, ConfigError, load_config
 from learner.llm import missing_key
 from learner.sandbox import sandbox_support
-from learner.service import learn_once
+from learner.service import learn_once, waiting_for
 from store.errors import StoreError
 from store.url import hide_password
 
@@ -25,6 +25,11 @@ def add_learn_command(commands: Any) -> None:
     learn.add_argument("--once", action="store_true", help="one run, then exit")
     learn.add_argument("--model", help="litellm model string (learner.model)")
     learn.add_argument("--api-base", help="base URL for the learner's model (learner.api_base)")
+    learn.add_argument(
+        "--now",
+        action="store_true",
+        help="count every conversation as finished now (settle_s and episode_idle_s 0)",
+    )
 
 
 def run_learn(args: argparse.Namespace) -> int:
@@ -33,7 +38,11 @@ def run_learn(args: argparse.Namespace) -> int:
             args.config,
             overrides={
                 "store": {"url": args.db},
-                "learner": {"model": args.model, "api_base": args.api_base},
+                "learner": {
+                    "model": args.model,
+                    "api_base": args.api_base,
+                    **({"settle_s": 0, "episode_idle_s": 0} if args.now else {}),
+                },
             },
         )
     except ConfigError as exc:
@@ -67,12 +76,17 @@ def run_learn(args: argparse.Namespace) -> int:
             time.sleep(config.learner.interval_s)
             continue
         first = False
+        failed = []
         for summary in summaries:
             _print_summary(summary.as_dict())
+            if summary.reflections == 0 and (summary.failures or summary.deferred):
+                failed.append(f"{summary.skillbook}: {summary.stopped}")
         if not summaries:
-            print("nothing to learn from yet (no finished episodes)", file=sys.stderr)
+            print(_nothing_yet(config, args.skillbook), file=sys.stderr)
+        for reason in failed:
+            print(f"skillproxy: the learner could do nothing useful for {reason}", file=sys.stderr)
         if args.once:
-            return 0
+            return 1 if failed else 0
         time.sleep(config.learner.interval_s)
 
 
@@ -95,6 +109,28 @@ def store_failure(exc: BaseException, url: str) -> str | None:
     return None
 
 
+def _nothing_yet(config: Config, skillbook: str | None) -> str:
+    """Why there is nothing to learn from, and when there will be."""
+    waiting = waiting_for(config, skillbook=skillbook)
+    if not waiting:
+        return "nothing to learn from yet: no traffic waits for the learner"
+    traces = sum(w.settling_traces for w in waiting.values())
+    episodes = sum(w.open_episodes for w in waiting.values())
+    ready = [w.first_ready_at for w in waiting.values() if w.first_ready_at is not None]
+    settings = config.learner
+    line = (
+        f"nothing to learn from yet: {traces} traces still settling "
+        f"(learner.settle_s = {settings.settle_s:g}), {episodes} conversations not idle yet "
+        f"(learner.episode_idle_s = {settings.episode_idle_s:g})"
+    )
+    if ready:
+        first = min(ready)
+        wait = max(0.0, first - time.time())
+        line += f"; the first is ready at {time.strftime('%H:%M:%S', time.localtime(first))}"
+        line += f" (in {wait:.0f} s)"
+    return line + "; --now counts them as finished now"
+
+
 def _progress(done: int, total: int, episode: str) -> None:
     filled = BAR_WIDTH * done // max(total, 1)
     bar = "█" * filled + " " * (BAR_WIDTH - filled)
@@ -105,11 +141,14 @@ def _progress(done: int, total: int, episode: str) -> None:
 def _print_summary(s: dict[str, Any]) -> None:
     print(
         f"{s['skillbook']}: {s['episodes']} episodes read, {s['reflections']} reflected, "
-        f"{s['failures']} failed, {s['skipped']} skipped; {s['proposals']} proposals, "
+        f"{s['failures']} failed, {s['deferred']} waiting to retry, {s['skipped']} skipped; "
+        f"{s['proposals']} proposals, "
         f"{s['merged']} merged into existing skills, {s['tags']} tags; "
         f"{s['llm_calls']} LLM calls, {s['input_tokens']}+{s['output_tokens']} tokens, "
         f"${s['cost_usd']:.4f}; {s['redactions']} redactions"
         + (f"; stopped: {s['stopped']}" if s["stopped"] else "")
     )
+    if s["failure"] and not s["stopped"]:
+        print(f"  last failure: {s['failure']}")
     for refused in s["refused"]:
         print(f"  refused proposal {refused}")

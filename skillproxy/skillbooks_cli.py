@@ -113,4 +113,14 @@ def _history(client: AdminClient, args: argparse.Namespace) -> None:
 
 
 def _detail(detail: dict[str, Any]) -> str:
-    return ", ".join(f"{key} {value}" for key, value in detail.items()) or "-"
+    """`mode replace, created 2 (a-00001, b-00002)`: words, not Python reprs."""
+    parts = []
+    for key, value in detail.items():
+        if isinstance(value, list):
+            shown = ", ".join(map(str, value[:5])) + (", ..." if len(value) > 5 else "")
+            parts.append(f"{key} {len(value)}" + (f" ({shown})" if value else ""))
+        elif isinstance(value, bool) or value is None:
+            parts.append(f"{key} {'default' if value is None else str(value).lower()}")
+        else:
+            parts.append(f"{key} {value}")
+    return ", ".join(parts) or "-"

@@ -17,6 +17,7 @@ from store.records import (
     BulkResult,
     Cursor,
     Episode,
+    EpisodeDetail,
     Evidence,
     Feedback,
     FrozenSet,
@@ -25,18 +26,23 @@ from store.records import (
     ImportSummary,
     LearnerRun,
     NewFeedback,
+    RecentReflection,
     ReflectedEpisode,
+    RefusedProposal,
     RunCounts,
     Skill,
     Skillbook,
     SkillbookEvent,
     SkillDetail,
     SkillEvent,
+    SkillOperation,
     SkillOutcome,
     Status,
+    StoredReflection,
     Tag,
     Trace,
     TraceSummary,
+    Waiting,
 )
 
 
@@ -288,6 +294,65 @@ class LearnerRepository(Protocol):
     def commit_reflection(self, outcome: ReflectedEpisode) -> list[str]:
         """Apply the skill operations, save the reflection, mark the episode reflected and
         count the run, all or nothing; returns the ids of the skills it created."""
+        ...
+
+    def defer_episode(
+        self, episode_id: str, run: int, error: str, counts: RunCounts, *, max_attempts: int
+    ) -> str:
+        """Count a failed attempt: open for a later run, or `failed` after `max_attempts`."""
+        ...
+
+    def retry_episodes(
+        self, *, skillbook: str | None = None, episode_ids: list[str] | None = None
+    ) -> list[str]:
+        """Re-queue failed episodes (these ids, or all of `skillbook`'s); their ids."""
+        ...
+
+    def list_episodes(
+        self,
+        *,
+        skillbook: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        before: float | None = None,
+    ) -> list[Episode]: ...
+
+    def episode_detail(self, episode_id: str) -> EpisodeDetail:
+        """The episode with its traces, feedback, reflections and refused lessons."""
+        ...
+
+    def reflections(self, episode_id: str) -> list[StoredReflection]: ...
+
+    def reflection(self, seq: int) -> StoredReflection: ...
+
+    def refused(
+        self, *, skillbook: str | None = None, episode_id: str | None = None, limit: int = 100
+    ) -> list[RefusedProposal]: ...
+
+    def recent_reflections(self, skillbook: str, *, limit: int) -> list[RecentReflection]:
+        """The newest `limit`, oldest first, each with its episode's last trace."""
+        ...
+
+    def mark(self, skillbook: str, kind: str) -> int:
+        """How far a periodic pass of `kind` has read (a reflection seq; 0 at first)."""
+        ...
+
+    def commit_pass(
+        self,
+        skillbook: str,
+        run: int,
+        kind: str,
+        upto: int,
+        operations: list[SkillOperation],
+        counts: RunCounts,
+        *,
+        actor: str,
+    ) -> list[str]:
+        """Apply a periodic pass's proposals and move its mark, all or nothing."""
+        ...
+
+    def waiting(self, skillbook: str, *, settle_s: float, idle_s: float, now: float) -> Waiting:
+        """What a run cannot use yet, and when the first of it is ready."""
         ...
 
 

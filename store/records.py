@@ -37,6 +37,8 @@ class SkillbookSettings:
     token_budget: int | None = None
     ranking: str | None = None
     auto_approve: bool | None = None
+    max_active: int | None = None
+    """A cap on active skills: past it, the least useful is proposed for retirement."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +134,12 @@ class Skill:
     """What it was before it was archived: `restore` returns it there."""
     deleted_at: float | None = None
     """Soft-deleted: hidden from lists and never injected, until restored."""
+    retire_reason: str | None = None
+    """Set when the learner proposes retiring it (a REMOVE, harmful votes, the cap): archiving
+    it is approving that; the reason stays for the record until then."""
+    retire_proposed_at: float | None = None
+    contradicts: str | None = None
+    """A proposal that says the opposite of this existing skill: never merged, for a person."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +148,8 @@ class Evidence:
     reason: str
     source: str
     created_at: float
+    reflection: int | None = None
+    """The reflection (its seq) whose diagnosis produced this evidence, for the reviewer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +247,8 @@ class GroupingTrace:
     session_id: str | None
     request_json: str | None
     response_json: str | None
+    key_fingerprint: str | None
+    """The client's API key, fingerprinted: different keys never share an episode."""
 
 
 # Episodes, feedback and the learner
@@ -255,6 +267,60 @@ class Episode:
     error: str | None
     signal: bool
     """Something went wrong: an error, a hang-up, negative feedback (read live)."""
+    attempts: int = 0
+    """Reflections tried and failed; it waits open until `learner.max_attempts`."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReflection:
+    seq: int
+    episode_id: str
+    run: int
+    created_at: float
+    reflection: dict[str, Any]
+    """Every field the reflector answered (diagnosis, tags, lessons, correct approach...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedProposal:
+    """A lesson the skill rules refused, kept with the rule so a reviewer can see it."""
+
+    seq: int
+    skillbook: str
+    episode_id: str
+    reflection: int | None
+    trace_id: str
+    section: str
+    content: str
+    rule: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeDetail(Episode):
+    traces: list[TraceSummary] = field(default_factory=list)
+    feedback: list[Feedback] = field(default_factory=list)
+    reflections: list[StoredReflection] = field(default_factory=list)
+    refused: list[RefusedProposal] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodePage:
+    """A page of episodes; ask for the next with `before=next_before` (null on the last)."""
+
+    data: list[Episode]
+    next_before: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """What a learner run cannot use yet, and when the first of it becomes ready."""
+
+    settling_traces: int
+    """Traces newer than `learner.settle_s`, not yet grouped into episodes."""
+    open_episodes: int
+    """Episodes grouped but not idle for `learner.episode_idle_s` yet."""
+    first_ready_at: float | None
 
 
 @dataclass(slots=True)
@@ -362,6 +428,29 @@ class ProposeSkill:
     reason: str
     supersedes: str | None = None
     """The skill it rewords (a reflection's UPDATE): approving it archives that one."""
+    contradicts: str | None = None
+    """An existing skill it says the opposite of: kept pending for a person, never merged."""
+    more_evidence: tuple[tuple[str, str], ...] = ()
+    """Further (trace id, reason) pairs: a pattern seen across several episodes."""
+
+
+@dataclass(frozen=True, slots=True)
+class RefuseProposal:
+    """Keep a lesson the rules refused, with the rule it broke."""
+
+    section: str
+    content: str
+    rule: str
+    trace_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProposeRetire:
+    """Propose retiring a live skill (a REMOVE, outweighing harmful votes, the active cap)."""
+
+    skill_id: str
+    reason: str
+    trace_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,7 +462,15 @@ class AddEvidence:
     reason: str
 
 
-SkillOperation = TagSkill | ProposeSkill | AddEvidence
+SkillOperation = TagSkill | ProposeSkill | AddEvidence | RefuseProposal | ProposeRetire
+
+
+@dataclass(frozen=True, slots=True)
+class RecentReflection:
+    """A reflection with the last trace of its episode (what a pattern cites as evidence)."""
+
+    reflection: StoredReflection
+    last_trace_id: str
 
 
 @dataclass(frozen=True, slots=True)

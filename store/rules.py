@@ -16,6 +16,7 @@ injected, and `restore` brings it back as it was. Approving a skill that rewords
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -27,7 +28,7 @@ TAGS = ("helpful", "harmful", "neutral")
 MAX_CONTENT_CHARS = 400
 MIN_CONTENT_CHARS = 8
 MAX_SECTION_CHARS = 40
-SETTINGS = ("token_budget", "ranking", "auto_approve")
+SETTINGS = ("token_budget", "ranking", "auto_approve", "max_active")
 """The settings a skillbook document carries; `frozen` is a state, set through its own call."""
 ACTIONS = ("approve", "reject", "archive", "restore")
 RANKINGS = ("usefulness", "relevance")
@@ -79,6 +80,35 @@ def check_settings(changes: dict[str, Any]) -> None:
     auto = changes.get("auto_approve")
     if auto is not None and not isinstance(auto, bool):
         raise InvalidContent("auto_approve must be true, false or null")
+    cap = changes.get("max_active")
+    if cap is not None and (type(cap) is not int or cap < 1):
+        raise InvalidContent("max_active must be a whole number of skills, 1 or more, or null")
+
+
+Z = 1.96
+"""95% two-sided: the confidence behind every lower bound below."""
+
+
+def usefulness(helpful: int, harmful: int) -> float:
+    """Lower bound of a Wilson interval on helpful / (helpful + harmful), with one pseudo-vote
+    each way: one lucky vote never outranks forty earned ones."""
+    return wilson_lower_bound(helpful + 1, helpful + harmful + 2)
+
+
+def wilson_lower_bound(successes: int, trials: int) -> float:
+    if trials <= 0:
+        return 0.0
+    p = successes / trials
+    denominator = 1 + Z * Z / trials
+    centre = p + Z * Z / (2 * trials)
+    margin = Z * math.sqrt(p * (1 - p) / trials + Z * Z / (4 * trials * trials))
+    return (centre - margin) / denominator
+
+
+def clearly_harmful(helpful: int, harmful: int) -> bool:
+    """Harmful votes outweigh helpful ones with confidence: the lower bound of the harmful
+    share is above one half."""
+    return wilson_lower_bound(harmful, helpful + harmful) > 0.5
 
 
 def skill_id_for(section: str, seq: int) -> str:

@@ -29,12 +29,18 @@ COUNTERS = ("helpful", "harmful", "neutral")
 DOCUMENT_KEYS = ("format", "skillbook", "version", "settings", "skills")
 SKILL_COLUMNS = ("id", "section", "content", "status", *COUNTERS, "revision", "created_at")
 SKILL_KEYS = (*SKILL_COLUMNS, "updated_at", "evidence", "history")
-LINK_KEYS = ("supersedes", "superseded_by", "prior_status")
+LINK_KEYS = (
+    "supersedes", "superseded_by", "prior_status", "contradicts", "retire_reason",
+    "retire_proposed_at",
+)  # fmt: skip
+NEWER_SETTINGS = ("max_active",)
+"""Settings later releases added: a document from before them imports with them unset."""
 """Optional per skill (left out when null): what it rewords, what replaced it, and the
 status an archived skill restores to. Documents without them import as before."""
 EVIDENCE_KEYS = ("trace_id", "reason", "source", "created_at")
 EVENT_KEYS = ("revision", "action", "actor", "at", "before", "after")
 ID_NUMBER = re.compile(r"-(\d{1,18})$")
+SKILL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -64,7 +70,9 @@ def validated(document: object) -> dict[str, Any]:
     if doc["format"] != FORMAT:
         raise InvalidContent(f"document.format must be {FORMAT!r}, got {doc['format']!r}")
     _text(doc["skillbook"], "document.skillbook")
-    settings = _object(doc["settings"], SETTINGS, "document.settings")
+    required = tuple(key for key in SETTINGS if key not in NEWER_SETTINGS)
+    settings = _object(doc["settings"], required, "document.settings", optional=NEWER_SETTINGS)
+    settings = {key: settings.get(key) for key in SETTINGS}
     _rule(check_settings, settings, "document.settings")
     if not isinstance(doc["skills"], list):
         raise InvalidContent("document.skills must be a list")
@@ -72,6 +80,11 @@ def validated(document: object) -> dict[str, Any]:
     for index, raw in enumerate(doc["skills"]):
         skill = _object(raw, SKILL_KEYS, f"skills[{index}]", optional=LINK_KEYS)
         skill_id = _text(skill["id"], f"skills[{index}].id")
+        if not SKILL_ID.match(skill_id):
+            raise InvalidContent(
+                f"skills[{index}].id must be 1-100 letters, digits, '.', '_' or '-', "
+                f"starting with a letter or digit: got {skill_id[:100]!r}"
+            )
         where = f"skills[{index}] ({skill_id})"
         if skill_id in checked:
             raise InvalidContent(f"{where}: the id appears more than once")
@@ -93,9 +106,11 @@ def _skill(skill: dict[str, Any], where: str) -> dict[str, Any]:
     _status(skill["status"], f"{where}.status")
     for key in COUNTERS:
         _whole(skill[key], f"{where}.{key}")
-    for key in ("supersedes", "superseded_by"):
+    for key in ("supersedes", "superseded_by", "contradicts", "retire_reason"):
         if skill.get(key) is not None:
             _text(skill[key], f"{where}.{key}")
+    if skill.get("retire_proposed_at") is not None:
+        _number(skill["retire_proposed_at"], f"{where}.retire_proposed_at")
     if skill.get("prior_status") is not None:
         _status(skill["prior_status"], f"{where}.prior_status")
     revision = _whole(skill["revision"], f"{where}.revision", minimum=1)

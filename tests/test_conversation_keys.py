@@ -7,12 +7,19 @@ from typing import Any
 
 import pytest
 
+from core.formats import FORMATS
 from core.formats.base import Message, ToolCall
 from learner.conversation_keys import (
     canonical_json,
+    claim_keys,
+    conversation_hasher,
     encode_message,
+    head_keys,
+    is_content_hash,
     json_object,
     prefix_hashes,
+    response_key,
+    session_head,
     session_key,
 )
 
@@ -262,6 +269,60 @@ def test_a_client_reserialising_tool_arguments_continues_the_same_conversation()
     resent = conversation()
     resent[2] = Message("assistant", "", (call('{"order":17}', name="lookup_order", id="x"),))
     assert hashes(resent) == hashes(conversation())
+
+
+# tenants and head keys
+
+
+def tenant_hash(tenant: str | None) -> str:
+    hasher = conversation_hasher(tenant)
+    for message in conversation():
+        hasher.update(encode(message))
+    return hasher.hexdigest()
+
+
+def test_the_hash_before_tenants_is_the_plain_one() -> None:
+    assert tenant_hash(None) == hashes(conversation())[-1]
+
+
+def test_each_tenant_hashes_the_same_conversation_its_own_way() -> None:
+    tenants = [None, "", "fp_0123456789ab", "fp_0123456789ac", "x" * 60, "x" * 61]
+    assert len({tenant_hash(t) for t in tenants}) == len(tenants)
+    assert tenant_hash("fp_0123456789ab") == tenant_hash("fp_0123456789ab")
+
+
+def test_response_session_and_claim_keys_name_the_tenant() -> None:
+    assert response_key(None, "resp_1") == "resp:resp_1"  # as grouping wrote it before tenants
+    names = [
+        *(response_key(t, "resp_1") for t in (None, "", "fp_a", "fp_b")),
+        *(session_head(t, "s") for t in ("", "fp_a", "fp_b")),
+        *claim_keys("fp_a", "ep_1"),
+        claim_keys("fp_b", "ep_1")[0],
+    ]
+    assert len(set(names)) == len(names)
+    assert claim_keys("fp_a", "ep_1")[1] == claim_keys("fp_b", "ep_1")[1]  # someone claimed it
+
+
+def test_a_turn_looks_up_the_head_the_turn_before_left_for_its_tenant() -> None:
+    chat = FORMATS["chat"]
+    said = {"role": "assistant", "content": "Which city?"}
+    first = {"messages": [{"role": "user", "content": "Weather?"}]}
+    reply = {"choices": [{"index": 0, "message": said, "finish_reason": "stop"}]}
+    second = {"messages": [*first["messages"], said, {"role": "user", "content": "Oslo"}]}
+    left = head_keys(chat, first, reply, "fp_a", {})
+    asked = head_keys(chat, second, None, "fp_a", {})
+    other = head_keys(chat, second, None, "fp_b", {})
+    assert left is not None and asked is not None and other is not None
+    assert left.lookups == [] and asked.heads == []  # nothing before it; no answer to leave
+    assert asked.lookups == left.heads and other.lookups != left.heads
+    assert asked.legacy == other.legacy == [hashes(chat.conversation(first, reply))[-1]]
+    assert head_keys(chat, {"messages": []}, reply, "fp_a", {}) is None
+
+
+def test_only_content_hashes_are_shared_by_several_episodes() -> None:
+    assert all(is_content_hash(h) for h in hashes(conversation()))
+    names = [response_key("", "r"), session_head("", "s"), *claim_keys("", "ep_1"), "ab" * 17]
+    assert not any(is_content_hash(name) for name in names)
 
 
 # json_object

@@ -12,6 +12,7 @@ import pytest
 import sqlite_utils
 
 from core.formats import FORMATS
+from learner.conversation_keys import prefix_hashes
 from learner.episodes import episode_conversation, group_new_traces
 from store import TRACE_COLUMNS
 from store.sqlite import SQLiteStore
@@ -337,6 +338,139 @@ def test_previous_response_id_continues_without_a_prefix(db: sqlite_utils.Databa
     assert len(ids) == 2
     conversation = episode_conversation(on(db), str(episode_of(db, rows[0])))
     assert conversation.messages == FORMATS["responses"].conversation(second, second_answer)
+
+
+def test_a_turn_that_changes_the_last_answer_starts_a_new_episode(
+    db: sqlite_utils.Database,
+) -> None:
+    (first, first_answer), (second, second_answer), _ = chat_turns()
+    edited = json.loads(json.dumps(second))
+    edited["messages"][2] = {"role": "assistant", "content": "Let me look that up."}
+    rows = [row("chat", first, first_answer, 100), row("chat", edited, second_answer, 110)]
+    group(db, *rows)
+
+    assert len(partition(db)) == 2
+
+
+# --- identical conversations and tenants ----------------------------------------------------
+
+A, B = "fp_aaaaaaaaaaaa", "fp_bbbbbbbbbbbb"
+
+
+def trial(turns: int, start: float, step: float = 1.0, **extra: Any) -> list[Body]:
+    """One trial of a task: the same request and the same answer every time it is run."""
+    messages: list[Body] = [
+        {"role": "system", "content": "You are a travel agent."},
+        {"role": "user", "content": "Book the cheapest flight to Rome."},
+    ]
+    rows = []
+    for turn in range(turns):
+        said = {"role": "assistant", "content": "Searching flights."}
+        choice = {"index": 0, "message": said, "finish_reason": "stop"}
+        answer = {"id": f"chatcmpl-{next(_ids)}", "object": "chat.completion", "choices": [choice]}
+        request = {"model": "gpt-4o-mini", "messages": list(messages)}
+        rows.append(row("chat", request, answer, start + turn * step, **extra))
+        messages += [said, {"role": "user", "content": f"Go on with step {turn + 2}."}]
+    return rows
+
+
+@pytest.mark.parametrize("limit", [5000, 4, 1])
+def test_identical_trials_sent_at_once_are_one_episode_each(
+    db: sqlite_utils.Database, limit: int
+) -> None:
+    trials = [trial(n, 100 + i / 10, step=1 + i / 100) for i, n in enumerate([3, 3, 3, 3, 7, 7])]
+    group(db, *sorted(itertools.chain(*trials), key=lambda r: r["created_at"]), limit=limit)
+
+    assert sorted(len(ids) for ids in partition(db)) == [3, 3, 3, 3, 7, 7]
+    for (episode_id,) in db.execute("SELECT id FROM episodes"):  # each a whole conversation
+        traces = on(db).episodes.traces(episode_id)
+        sent = [len(t.request_json["messages"]) for t in traces if isinstance(t.request_json, dict)]
+        assert sent == [2 + 2 * turn for turn in range(len(traces))]
+
+
+def test_continuations_of_identical_conversations_spread_over_them(
+    db: sqlite_utils.Database,
+) -> None:
+    (first, first_answer), (second, second_answer), _ = chat_turns()
+    firsts = [row("chat", first, first_answer, 100 + n) for n in range(3)]
+    seconds = [row("chat", second, second_answer, 110 + n) for n in range(4)]
+    group(db, *firsts)
+    group(db, *seconds)  # the fourth is a retry: nothing is left that was not continued
+
+    assert sorted(len(ids) for ids in partition(db)) == [2, 2, 3]
+    assert episode_of(db, seconds[0]) == episode_of(db, firsts[2])  # the newest first
+    assert episode_of(db, seconds[1]) == episode_of(db, firsts[1])
+    assert episode_of(db, seconds[3]) == episode_of(db, seconds[2]) == episode_of(db, firsts[0])
+
+
+def test_two_tenants_identical_conversations_are_two_episodes(db: sqlite_utils.Database) -> None:
+    a, b = trial(3, 100, key_fingerprint=A), trial(3, 100.5, key_fingerprint=B)
+    keyless = trial(3, 100.7)
+    group(db, *sorted(a + b + keyless, key=lambda r: r["created_at"]))
+
+    assert partition(db) == sorted([[r["id"] for r in rows] for rows in (a, b, keyless)])
+
+
+def test_a_previous_response_id_from_another_tenant_is_not_followed(
+    db: sqlite_utils.Database,
+) -> None:
+    (first, first_answer), (second, second_answer), _ = responses_turns("9")
+    stateful = {**second, "input": second["input"][-1:], "previous_response_id": first_answer["id"]}
+    rows = [
+        row("responses", first, first_answer, 100, key_fingerprint=A),
+        row("responses", stateful, second_answer, 110, key_fingerprint=B),
+        row("responses", stateful, second_answer, 111, key_fingerprint=A),
+    ]
+    group(db, *rows)
+
+    assert partition(db) == sorted([[rows[0]["id"], rows[2]["id"]], [rows[1]["id"]]])
+
+
+def test_two_tenants_naming_the_same_session_are_two_episodes(db: sqlite_utils.Database) -> None:
+    a_rows, b_rows = (
+        [
+            row("chat", _unrelated("chat", n), None, at + n, session_id="s-1", key_fingerprint=fp)
+            for n in range(2)
+        ]
+        for fp, at in ((A, 100.0), (B, 100.5))
+    )
+    group(db, a_rows[0], b_rows[0])
+    group(db, a_rows[1], b_rows[1])  # each found again in a later batch
+
+    assert partition(db) == sorted([[r["id"] for r in a_rows], [r["id"] for r in b_rows]])
+    # the first tenant's episode is the session's: feedback by session id reaches it
+    assert episode_row(db, episode_of(db, a_rows[0]))["session_key"] == "s-1"
+    assert episode_row(db, episode_of(db, b_rows[0]))["session_key"] is None
+
+
+def test_what_was_grouped_before_tenants_is_claimed_by_the_first_key_to_continue_it(
+    db: sqlite_utils.Database,
+) -> None:
+    """The release before stored plain hashes and one episode per session for every key."""
+    (first, first_answer), (second, second_answer), _ = chat_turns()
+    for episode_id, session in (("ep_chat", None), ("ep_session", "s-old")):
+        db.table("episodes").insert(
+            {"id": episode_id, "skillbook": "default", "session_key": session, "first_at": 90.0}
+            | {"last_at": 90.0, "trace_count": 1}
+        )
+    head = prefix_hashes(FORMATS["chat"].conversation(first, first_answer), {})[-1]
+    db.table("conversation_heads").insert(
+        {"skillbook": "default", "hash": head, "episode_id": "ep_chat"}
+    )
+    chats = [
+        row("chat", second, second_answer, 100 + n, key_fingerprint=fp)
+        for n, fp in enumerate([A, B, A])  # the third: tenant A retries
+    ]
+    sessions = [
+        row("chat", _unrelated("chat", n), None, 100.5 + n, session_id="s-old", key_fingerprint=fp)
+        for n, fp in enumerate([B, A, B])
+    ]
+    group(db, chats[0], sessions[0])
+    group(db, *chats[1:], *sessions[1:])
+
+    assert [episode_of(db, r) == "ep_chat" for r in chats] == [True, False, True]
+    assert [episode_of(db, r) == "ep_session" for r in sessions] == [True, False, True]
+    assert episode_row(db, "ep_chat")["trace_count"] == 3
 
 
 # --- explicit sessions ---------------------------------------------------------------------

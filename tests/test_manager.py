@@ -13,10 +13,19 @@ from collections.abc import Sequence
 import pytest
 
 from learner.episodes import EpisodeConversation
-from learner.manager import Plan, plan_reflection
+from learner.manager import Plan, Verdict, close_pairs, plan_reflection
 from learner.reflection import NewSkill, Reflection, SkillRemoval, SkillTag, SkillUpdate
 from learner.skill_rules import most_similar, similarity
-from store.records import AddEvidence, Episode, ProposeSkill, Skill, Status, TagSkill
+from store.records import (
+    AddEvidence,
+    Episode,
+    ProposeRetire,
+    ProposeSkill,
+    RefuseProposal,
+    Skill,
+    Status,
+    TagSkill,
+)
 from store.rules import normalise_section
 
 TRACES = ("tr_first", "tr_middle", "tr_last")
@@ -62,6 +71,7 @@ def plan(
     trace_ids: Sequence[str] = TRACES,
     auto_approve: bool = False,
     threshold: float = THRESHOLD,
+    verdicts: dict[str, Verdict] | None = None,
 ) -> Plan:
     return plan_reflection(
         reflection,
@@ -69,6 +79,7 @@ def plan(
         known,
         auto_approve=auto_approve,
         threshold=threshold,
+        verdicts=verdicts,
     )
 
 
@@ -117,14 +128,17 @@ def test_a_vote_without_a_reason_is_explained_by_its_tag() -> None:
         ("When it rains, " + "take an umbrella " * 30 + ".", "at most 400 characters"),
     ],
 )
-def test_an_add_the_text_rules_refuse_is_reported_and_makes_no_operation(
+def test_an_add_the_text_rules_refuse_is_kept_as_a_refused_proposal_with_its_rule(
     content: str, why: str
 ) -> None:
     reflection = reflect(new_skill=NewSkill(section="tips", content=content, reason="r"))
 
     result = plan(reflection, [skill("dates-00001", DATES)])
 
-    assert result.operations == []
+    [kept] = result.operations
+    assert isinstance(kept, RefuseProposal)
+    assert (kept.section, kept.content, kept.trace_id) == ("tips", content, LAST)
+    assert why in kept.rule
     assert result.proposals == result.merged == 0
     assert len(result.refused) == 1
     assert result.refused[0].startswith(repr(content[:80]))
@@ -302,14 +316,25 @@ def test_updates_and_removals_of_unknown_skills_are_ignored() -> None:
     assert result.refused == []
 
 
-def test_a_removal_is_evidence_against_the_skill_not_a_deletion() -> None:
-    known = [skill("dates-00001", DATES), skill("refunds-00002", REFUNDS)]
-    reflection = reflect(removals=[SkillRemoval(skill_id="refunds-00002", reason="outdated")])
+def test_a_removal_is_a_retire_proposal_for_a_live_skill_and_evidence_otherwise() -> None:
+    known = [
+        skill("dates-00001", DATES, status="pending"),
+        skill("refunds-00002", REFUNDS),
+    ]
+    reflection = reflect(
+        removals=[
+            SkillRemoval(skill_id="refunds-00002", reason="outdated"),
+            SkillRemoval(skill_id="dates-00001", reason="wrong"),
+        ]
+    )
 
     result = plan(reflection, known)
 
-    assert result.operations == [AddEvidence("refunds-00002", LAST, "removal suggested: outdated")]
-    assert result.removals_suggested == 1
+    assert result.operations == [
+        ProposeRetire("refunds-00002", "removal suggested: outdated", LAST),
+        AddEvidence("dates-00001", LAST, "removal suggested: wrong"),
+    ]
+    assert result.removals_suggested == 2
     assert (result.tags, result.proposals, result.merged) == (0, 0, 0)
 
 
@@ -330,6 +355,36 @@ def test_every_operation_cites_the_episodes_last_trace() -> None:
 
     assert len(result.operations) == 4
     assert {op.trace_id for op in result.operations} == {"t5"}
+
+
+@pytest.mark.parametrize(
+    ("verdict", "expected"),
+    [
+        ("same", "evidence"),
+        ("refines", "supersedes"),
+        ("contradicts", "contradicts"),
+        ("different", "new"),
+    ],
+)
+def test_a_close_pair_follows_the_judges_verdict(verdict: Verdict, expected: str) -> None:
+    known = [skill("refunds-00002", REFUNDS)]
+    candidate = "When a customer asks for a refund, link the returns policy first of all."
+    reflection = reflect(new_skill=NewSkill(section="billing", content=candidate, reason="r"))
+    [(text, existing)] = close_pairs(reflection, known, threshold=THRESHOLD)
+    assert existing.id == "refunds-00002"
+
+    result = plan(reflection, known, auto_approve=True, verdicts={text: verdict})
+
+    [op] = result.operations
+    if expected == "evidence":
+        assert isinstance(op, AddEvidence) and result.merged == 1
+        assert (op.skill_id, op.trace_id) == ("refunds-00002", LAST)
+        return
+    assert isinstance(op, ProposeSkill) and op.content == text
+    assert op.supersedes == ("refunds-00002" if expected == "supersedes" else None)
+    assert op.contradicts == ("refunds-00002" if expected == "contradicts" else None)
+    # a contradiction is never auto-approved: a person sees both
+    assert op.status == ("pending" if expected == "contradicts" else "active")
 
 
 def test_the_counts_match_the_operations() -> None:
@@ -363,11 +418,19 @@ def test_the_counts_match_the_operations() -> None:
     assert result.tags == sum(isinstance(op, TagSkill) for op in ops) == 2
     assert result.proposals == sum(isinstance(op, ProposeSkill) for op in ops) == 1
     assert result.merged == sum(op.reason.startswith("same lesson") for op in evidence) == 1
-    assert (
-        result.removals_suggested
-        == sum(op.reason.startswith("removal suggested") for op in evidence)
-        == 1
-    )
-    assert len(ops) == 5
-    assert len(result.refused) == 1
-    assert [op.skill_id for op in evidence] == ["refunds-00003", "tests-00002"]
+    assert result.removals_suggested == sum(isinstance(op, ProposeRetire) for op in ops) == 1
+    assert len(ops) == 6
+    assert len(result.refused) == sum(isinstance(op, RefuseProposal) for op in ops) == 1
+    assert [op.skill_id for op in evidence] == ["refunds-00003"]
+
+
+def test_a_refused_lesson_that_holds_a_secret_is_kept_without_it() -> None:
+    secret = "When calling the billing API, send the key sk-live-4f9a8b7c6d5e4f3a2b1c0d9e8f7a."
+    reflection = reflect(new_skill=NewSkill(section="billing", content=secret, reason="r"))
+
+    result = plan(reflection)
+
+    [kept] = result.operations
+    assert isinstance(kept, RefuseProposal) and kept.rule.startswith("secret")
+    assert "sk-live" not in kept.content and "withheld" in kept.content
+    assert not any("sk-live" in line for line in result.refused)

@@ -474,16 +474,26 @@ def test_learner_runs_reflections_and_leases_survive(upgraded: store.Store, old_
 def test_the_export_carries_the_release_data(upgraded: store.Store) -> None:
     def item(skill_id: str) -> dict[str, Any]:
         exported = dataclasses.asdict(SKILLS[skill_id])
-        for key in ("skillbook", "deleted_at", "supersedes", "superseded_by", "prior_status"):
+        for key in (
+            "skillbook", "deleted_at", "supersedes", "superseded_by", "prior_status",
+            "contradicts", "retire_reason", "retire_proposed_at",
+        ):  # fmt: skip
             if key == "skillbook" or exported[key] is None:  # links appear only when set
                 del exported[key]
+        for item in exported["evidence"]:
+            del item["reflection"]  # a reflection's number is local to its store
         return exported
 
     assert upgraded.transfer.export_json("coding") == {
         "format": "skillproxy.skillbook/1",
         "skillbook": "coding",
         "version": 9,
-        "settings": {"token_budget": 1200, "ranking": "relevance", "auto_approve": False},
+        "settings": {
+            "token_budget": 1200,
+            "ranking": "relevance",
+            "auto_approve": False,
+            "max_active": None,
+        },
         "skills": [item(i) for i in (TOOL, STYLE, GIT, TESTING)],
     }
     assert upgraded.transfer.export_json("default")["skills"] == [item(GENERAL)]

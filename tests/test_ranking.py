@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from proxy.ranking import by_relevance, by_usefulness, usefulness
+from proxy.ranking import by_relevance, by_usefulness
 from store.records import Skill
+from store.rules import usefulness
 
 
 def skill(

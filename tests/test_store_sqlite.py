@@ -147,6 +147,7 @@ def test_records_become_the_json_the_api_has_always_answered() -> None:
         "content": "When upset, apologise first.", "status": "active", "helpful": 2,
         "harmful": 1, "neutral": 0, "revision": 3, "created_at": 10.0, "updated_at": 12.0,
         "supersedes": None, "superseded_by": None, "prior_status": None, "deleted_at": None,
+        "retire_reason": None, "retire_proposed_at": None, "contradicts": None,
     }  # fmt: skip
     assert as_json(detail)["history"] == [
         {"revision": 1, "action": "create", "actor": "alice", "at": 10.0, "before": None,

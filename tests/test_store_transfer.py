@@ -78,7 +78,12 @@ def exported(db: sqlite_utils.Database, name: str = "book") -> dict[str, Any]:
 def test_export_is_the_whole_skillbook(db: sqlite_utils.Database, ids: dict[str, str]) -> None:
     document = exported(db)
     assert document["format"] == "skillproxy.skillbook/1"
-    assert document["settings"] == {"token_budget": 300, "ranking": None, "auto_approve": False}
+    assert document["settings"] == {
+        "token_budget": 300,
+        "ranking": None,
+        "auto_approve": False,
+        "max_active": None,
+    }
     assert [s["id"] for s in document["skills"]] == list(ids.values())
     retry = document["skills"][0]
     assert retry["helpful"] == 2 and retry["revision"] == 5

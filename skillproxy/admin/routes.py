@@ -8,19 +8,23 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from skillproxy.admin import learner, skillbooks, skills, traces, transfer
-from skillproxy.admin.guard import Handler, guarded
+from skillproxy.admin import episodes, learner, skillbooks, skills, traces, transfer
+from skillproxy.admin.guard import AdminError, Handler, guarded
 from skillproxy.admin.openapi import openapi_document
 from skillproxy.admin.trace_queries import TracesQuery
 from store.records import (
     BulkResult,
+    EpisodeDetail,
+    EpisodePage,
     ImportSummary,
     LearnerRun,
+    RefusedProposal,
     Skill,
     Skillbook,
     SkillbookEvent,
     SkillDetail,
     SkillOutcome,
+    StoredReflection,
     TraceDetail,
     TracePage,
 )
@@ -149,6 +153,34 @@ ROUTES = (
         "Show one trace with its bodies and feedback", response=TraceDetail,
     ),
     AdminRoute(
+        "GET", "/episodes", episodes.list_episodes,
+        "Episodes (conversations the learner reads), newest activity first",
+        response=EpisodePage, query=episodes.EpisodesQuery,
+    ),
+    AdminRoute(
+        "GET", "/episodes/{episode_id}", episodes.get_episode,
+        "One episode: traces, feedback, status, attempts, error, reflections, refused lessons",
+        response=EpisodeDetail,
+    ),
+    AdminRoute(
+        "POST", "/episodes/{episode_id}/retry", episodes.retry_episode,
+        "Re-queue a failed episode", response=episodes.Retried,
+    ),
+    AdminRoute(
+        "POST", "/episodes/retry", episodes.retry_failed,
+        "Re-queue failed episodes: the ids given, or every failed one of ?skillbook=",
+        episodes.RetryIds, response=episodes.Retried, query=episodes.RetryQuery,
+    ),
+    AdminRoute(
+        "GET", "/reflections/{seq}", episodes.get_reflection,
+        "One reflection, every field (a skill's evidence names it)", response=StoredReflection,
+    ),
+    AdminRoute(
+        "GET", "/skillbooks/{skillbook}/refused", episodes.refused_lessons,
+        "Lessons the skill rules refused, with the rule each broke", response=RefusedProposal,
+        listed=True, query=episodes.RefusedQuery,
+    ),
+    AdminRoute(
         "GET", "/learner/runs", learner.list_runs, "Learner runs with tokens and cost",
         response=LearnerRun, listed=True, query=learner.RunsQuery,
     ),
@@ -162,11 +194,25 @@ ROUTES = (
 def admin_app() -> web.Application:
     admin = web.Application()
     for route in ROUTES:
-        admin.router.add_route(route.method, route.path, guarded(route.handler))
+        handler = route.handler if route.query is not None else _no_query(route.handler)
+        admin.router.add_route(route.method, route.path, guarded(handler))
     admin.router.add_get("/openapi.json", guarded(openapi_handler))
     # last, so it gets only what nothing took; `[\s\S]`, as `.` would stop at a newline
     admin.router.add_route("*", r"/{tail:[\s\S]*}", guarded(unmatched))
     return admin
+
+
+def _no_query(handler: Handler) -> Handler:
+    """A route that takes no query parameters refuses any, as one with a query model refuses
+    those it does not know: a misspelt filter is an error, never silently ignored."""
+
+    async def run(request: web.Request) -> web.StreamResponse:
+        if request.query:
+            names = ", ".join(sorted(set(request.query)))
+            raise AdminError(400, f"{names}: this route takes no query parameters", "invalid_query")
+        return await handler(request)
+
+    return run
 
 
 async def openapi_handler(request: web.Request) -> web.Response:

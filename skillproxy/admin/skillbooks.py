@@ -31,16 +31,23 @@ from store.rules import SETTINGS
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # "100" is not a number here
 
 
 class Settings(_Body):
-    token_budget: int | None = Field(default=None, ge=0)
+    token_budget: int | None = Field(default=None, ge=0, le=10_000_000)
     ranking: Literal["usefulness", "relevance"] | None = None
     auto_approve: bool | None = None
-    frozen: bool = Field(
-        default=False,
-        description="true keeps the injected set and bytes as they are now until false",
+    max_active: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="past this many active skills, retiring one is proposed",
+    )
+    frozen: bool | None = Field(
+        default=None,
+        description="true keeps the injected set and bytes as they are now until false; "
+        "left out, it stays as it is",
     )
 
 
@@ -50,6 +57,7 @@ class SettingsView(BaseModel):
     token_budget: int | None
     ranking: str | None
     auto_approve: bool | None
+    max_active: int | None
     frozen: bool
     frozen_version: int | None
     effective: dict[str, Any]
@@ -138,7 +146,7 @@ async def update_settings(request: web.Request) -> web.Response:
     state, name, who = state_of(request), skillbook_name(request), actor(request)
     body = Settings.model_validate(await read_json(request))
     changes = body.model_dump(exclude_unset=True)
-    frozen = changes.pop("frozen", None)
+    frozen = changes.pop("frozen", None)  # null or left out: as it is
     defaults = state.config.skillbook
 
     def update(store: Store) -> Skillbook:
@@ -167,7 +175,7 @@ def _settings_view(state: ProxyState, book: Skillbook) -> dict[str, Any]:
     own = as_json(book.settings)
     defaults = state.config.skillbook
     effective = {
-        key: own[key] if own[key] is not None else getattr(defaults, key) for key in SETTINGS
+        key: own[key] if own[key] is not None else getattr(defaults, key, None) for key in SETTINGS
     }
     view = SettingsView(
         skillbook=book.name,

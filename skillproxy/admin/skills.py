@@ -7,7 +7,7 @@ Every write runs on the database thread, then refreshes this process's skillbook
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,14 +27,16 @@ from store.records import as_json
 __all__ = ["ACTOR_HEADER", "state_of"]  # older imports of these from here keep working
 
 StatusName = Literal["pending", "active", "rejected", "archived"]
+MAX_INT = 2**31 - 1
+"""Past this a number is a mistake, and past 2**63 the store could not even hold it."""
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # "100" is not a number here
 
 
 class EvidenceIn(_Body):
-    trace_id: str = Field(min_length=1)
+    trace_id: str = Field(min_length=1, max_length=200)
     reason: str = ""
 
 
@@ -53,11 +55,13 @@ class SkillEdit(_Body):
 
 
 class Rollback(_Body):
-    revision: int = Field(ge=1)
+    revision: int = Field(ge=1, le=MAX_INT)
 
 
 class SkillIds(_Body):
-    ids: list[str] = Field(min_length=1, max_length=1000)
+    ids: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        min_length=1, max_length=1000
+    )
 
 
 class ListSkills(Query):

@@ -13,5 +13,7 @@ class TracesQuery(Query):
     skillbook: str | None = None
     limit: int = Field(default=50, ge=1, le=MAX_PAGE)
     before: float | None = Field(
-        default=None, description="the `next_before` of the previous page: older traces only"
+        default=None,
+        allow_inf_nan=False,
+        description="the `next_before` of the previous page: older traces only",
     )

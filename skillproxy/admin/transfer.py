@@ -19,7 +19,7 @@ from skillproxy.admin.requests import Query, actor, changed, query_of, skillbook
 class SkillbookDocument(BaseModel):
     """The `skillproxy.skillbook/1` document an export writes (checked whole by the store)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     format: Literal["skillproxy.skillbook/1"]
     skillbook: str

@@ -38,7 +38,7 @@ _EPISODE = (
     f"e.reflected_at, e.error, {_SIGNAL} FROM episodes e"
 )
 _BATCH = """SELECT id, created_at, skillbook, format, status, error, client_disconnected,
-    session_id, request_json, response_json FROM traces
+    session_id, request_json, response_json, key_fingerprint FROM traces
     WHERE created_at >= ? AND created_at < ? AND (created_at > ? OR id > ?)
     ORDER BY created_at, id LIMIT ?"""  # shaped so the created_at index serves the order
 _FEEDBACK = (
@@ -61,8 +61,8 @@ class SQLiteEpisodes:
         start = cursor or (float("-inf"), "")
         rows = self._db.conn.execute(_BATCH, (start[0], horizon, start[0], start[1], limit))
         return [
-            GroupingTrace(tid, at, book, fmt, status, error, bool(hung_up), session, req, resp)
-            for tid, at, book, fmt, status, error, hung_up, session, req, resp in rows
+            GroupingTrace(tid, at, book, fmt, status, error, bool(hung_up), session, req, resp, key)
+            for tid, at, book, fmt, status, error, hung_up, session, req, resp, key in rows
         ]
 
     def heads(self, skillbook: str, keys: Iterable[str]) -> dict[str, str]:

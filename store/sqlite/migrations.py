@@ -266,7 +266,46 @@ def m004_trust(db: sqlite_utils.Database) -> None:
         db.execute("UPDATE skills SET prior_status = ? WHERE id = ?", [prior, skill_id])
 
 
-MIGRATIONS: list[Migration] = [m001_traces, m002_skillbooks, m003_learner, m004_trust]
+def m005_learner_care(db: sqlite_utils.Database) -> None:
+    """Episodes that wait after a failure, evidence that names its reflection, refused
+    proposals kept for the reviewer, retire proposals and contradiction flags, a cap."""
+    db.execute("ALTER TABLE episodes ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE evidence ADD COLUMN reflection_seq INTEGER")
+    for column in ("retire_reason TEXT", "retire_proposed_at REAL", "contradicts TEXT"):
+        db.execute(f"ALTER TABLE skills ADD COLUMN {column}")
+    db.execute("ALTER TABLE skillbooks ADD COLUMN max_active INTEGER")
+    db.execute(
+        """
+        CREATE TABLE refused_proposals (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            skillbook TEXT NOT NULL,
+            episode_id TEXT NOT NULL,
+            reflection_seq INTEGER,
+            trace_id TEXT NOT NULL,
+            section TEXT NOT NULL,
+            content TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            created_at REAL NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX refused_proposals_book ON refused_proposals (skillbook, seq)")
+    db.execute(
+        """
+        CREATE TABLE learner_marks (
+            skillbook TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            PRIMARY KEY (skillbook, kind)
+        ) WITHOUT ROWID
+        """
+    )  # how far a periodic pass (the cross-episode one) has read
+    db.execute("CREATE INDEX reflections_episode ON reflections (episode_id)")
+
+
+MIGRATIONS: list[Migration] = [
+    m001_traces, m002_skillbooks, m003_learner, m004_trust, m005_learner_care,
+]  # fmt: skip
 
 
 def migrate(db: sqlite_utils.Database) -> list[str]:

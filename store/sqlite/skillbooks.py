@@ -40,8 +40,8 @@ ENSURE_SKILLBOOK = (
 )
 """What the trace writer runs for each skillbook a batch names."""
 _SELECT = (
-    "SELECT name, version, token_budget, ranking, auto_approve, created_at, updated_at, "
-    "created_by, deleted_at, frozen_version FROM skillbooks"
+    "SELECT name, version, token_budget, ranking, auto_approve, max_active, created_at, "
+    "updated_at, created_by, deleted_at, frozen_version FROM skillbooks"
 )
 
 
@@ -105,7 +105,9 @@ class SQLiteSkillbooks:
         with write_transaction(self._db):
             self.ensure(name, actor=actor)
             self.refuse_deleted(name)
-            if changes:
+            current = dataclasses.asdict(self.get(name).settings)
+            changes = {k: v for k, v in changes.items() if current.get(k) != v}
+            if changes:  # a setting set to what it is moves nothing
                 self.store_settings(name, changes)
                 self.record_event(name, "settings", actor, changes)
                 self.bump_version(name)
@@ -231,6 +233,6 @@ class SQLiteSkillbooks:
 
 
 def _shape(row: tuple[Any, ...], counts: SkillCounts) -> Skillbook:
-    name, version, budget, ranking, auto, created, updated, by, deleted, frozen = row
-    settings = SkillbookSettings(budget, ranking, None if auto is None else bool(auto))
+    name, version, budget, ranking, auto, cap, created, updated, by, deleted, frozen = row
+    settings = SkillbookSettings(budget, ranking, None if auto is None else bool(auto), cap)
     return Skillbook(name, version, settings, counts, created, updated, by, deleted, frozen)

@@ -36,8 +36,10 @@ from store.rules import (
     TAGS,
     TRANSITIONS,
     check_content,
+    clearly_harmful,
     normalise_section,
     skill_id_for,
+    usefulness,
 )
 from store.sqlite.skillbooks import SQLiteSkillbooks
 from store.sqlite.transaction import write_transaction
@@ -45,7 +47,7 @@ from store.sqlite.transaction import write_transaction
 COLUMNS = (
     "id", "skillbook", "section", "content", "status", "helpful", "harmful", "neutral",
     "revision", "created_at", "updated_at", "supersedes", "superseded_by", "prior_status",
-    "deleted_at",
+    "deleted_at", "retire_reason", "retire_proposed_at", "contradicts",
 )  # fmt: skip
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM skills"
 
@@ -84,13 +86,21 @@ class SQLiteSkills:
         evidence: Iterable[tuple[str, str]],
         supersedes: str | None = None,
         created_by: str = "learner",
+        contradicts: str | None = None,
+        reflection: int | None = None,
     ) -> str:
         """`create` inside the caller's transaction; returns the new id. `created_by` says
-        who made the skillbook, if this creates it."""
+        who made the skillbook, if this creates it; a skill that `contradicts` another is
+        always created pending, for a person; `reflection` is the one its evidence came from."""
+        if contradicts is not None:
+            status = "pending"
         section = normalise_section(section)
         content = check_content(content)
         if supersedes is not None:
-            replaced = self.snapshot(supersedes)  # NotFound for an unknown id
+            try:
+                replaced = self.snapshot(supersedes)
+            except NotFound:
+                raise InvalidContent(f"supersedes: no skill with id {supersedes!r}") from None
             if replaced.skillbook != skillbook:
                 raise InvalidContent(
                     f"supersedes: skill {supersedes} belongs to skillbook {replaced.skillbook!r}"
@@ -103,15 +113,18 @@ class SQLiteSkills:
         skill_id = skill_id_for(section, seq)
         db.execute(
             "INSERT INTO skills (seq, id, skillbook, section, content, status, created_at, "
-            "updated_at, supersedes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [seq, skill_id, skillbook, section, content, status, now, now, supersedes],
-        )
+            "updated_at, supersedes, contradicts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                seq, skill_id, skillbook, section, content, status, now, now, supersedes,
+                contradicts,
+            ],
+        )  # fmt: skip
         self.record_event(skill_id, 1, "create", actor, None, self.snapshot(skill_id), now)
         for trace_id, reason in evidence:
-            self.add_evidence_in_tx(skill_id, trace_id, reason, actor, now)
+            self.add_evidence_in_tx(skill_id, trace_id, reason, actor, now, reflection=reflection)
         if status == "active":
             self._skillbooks.bump_version(skillbook)
-            self._retire_superseded(self.snapshot(skill_id), actor)
+            self._went_live(self.snapshot(skill_id), actor)
         return skill_id
 
     def get(self, skill_id: str) -> SkillDetail:
@@ -202,7 +215,7 @@ class SQLiteSkills:
             return
         target = TRANSITIONS[action].get(before.status)
         if target is None:
-            allowed = ", ".join(TRANSITIONS[action])
+            allowed = ", ".join(TRANSITIONS[action]) + (", deleted" if action == "restore" else "")
             raise InvalidTransition(
                 f"cannot {action} skill {before.id}: it is {before.status} "
                 f"(only {allowed} skills can be {_past(action)})"
@@ -213,9 +226,11 @@ class SQLiteSkills:
             changes["status"] = prior if prior in ("pending", "active", "rejected") else "pending"
         if changes["status"] == "archived":
             changes["prior_status"] = before.status
+        if changes["status"] == "active" and before.retire_reason:  # live again: a fresh start
+            changes.update(retire_reason=None, retire_proposed_at=None)
         self.apply_change(before, changes, action, actor)
         if changes["status"] == "active":
-            self._retire_superseded(self.snapshot(before.id), actor)
+            self._went_live(self.snapshot(before.id), actor)
 
     def delete(self, skill_id: str, *, actor: str) -> SkillDetail:
         """Soft: hidden and never injected, kept with its history until `restore`."""
@@ -225,6 +240,34 @@ class SQLiteSkills:
                 raise InvalidTransition(f"skill {skill_id} is already deleted")
             self.apply_change(before, {"deleted_at": time.time()}, "delete", actor)
         return self.get(skill_id)
+
+    def _went_live(self, skill: Skill, actor: str) -> None:
+        """What a skill turning active sets off: the skill it rewords retires, and past the
+        skillbook's cap the least useful active one is proposed for retirement."""
+        self._retire_superseded(skill, actor)
+        cap = self._db.execute(
+            "SELECT max_active FROM skillbooks WHERE name = ?", [skill.skillbook]
+        ).fetchone()
+        if cap is None or cap[0] is None:
+            return
+        live = [s for s in self.active(skill.skillbook) if s.id != skill.id]
+        if len(live) + 1 <= cap[0]:
+            return
+        least = min(live, key=lambda s: (usefulness(s.helpful, s.harmful), -s.created_at))
+        reason = (
+            f"the skillbook holds at most {cap[0]} active skills and {skill.id} was approved; "
+            "this is the least useful"
+        )
+        self.propose_retire_in_tx(least.id, reason, actor=actor)
+
+    def propose_retire_in_tx(self, skill_id: str, reason: str, *, actor: str) -> None:
+        """Flag a live skill for retirement; a person archives it (approving) or not. A skill
+        already flagged keeps its first reason."""
+        skill = self.snapshot(skill_id)
+        if skill.status != "active" or skill.deleted_at is not None or skill.retire_reason:
+            return
+        changes = {"retire_reason": reason[:500], "retire_proposed_at": time.time()}
+        self.apply_change(skill, changes, "retire proposed", actor, bump=False)
 
     def _retire_superseded(self, successor: Skill, actor: str) -> None:
         """Archive the skill `successor` rewords, linked to it, once `successor` is live."""
@@ -254,7 +297,9 @@ class SQLiteSkills:
         with write_transaction(self._db):
             before = self.snapshot(skill_id)
             _refuse_deleted(before, "edit")
-            self.apply_change(before, changes, "edit", actor)
+            changes = {k: v for k, v in changes.items() if getattr(before, k) != v}
+            if changes:  # the same text again is no new revision
+                self.apply_change(before, changes, "edit", actor)
         return self.get(skill_id)
 
     def rollback(self, skill_id: str, revision: int, *, actor: str) -> SkillDetail:
@@ -285,22 +330,47 @@ class SQLiteSkills:
         return self.get(skill_id)
 
     def tag_in_tx(
-        self, skill_id: str, tag: str, *, actor: str, trace_id: str | None, reason: str
+        self,
+        skill_id: str,
+        tag: str,
+        *,
+        actor: str,
+        trace_id: str | None,
+        reason: str,
+        reflection: int | None = None,
     ) -> None:
+        """Count the vote; a skill whose harmful votes now clearly outweigh its helpful ones
+        gets a retire proposal."""
         if tag not in TAGS:
             raise InvalidContent(f"tag must be helpful, harmful or neutral, got {tag!r}")
         before = self.snapshot(skill_id)
         self.apply_change(before, {tag: getattr(before, tag) + 1}, f"tag {tag}", actor)
         if trace_id:
-            self.add_evidence_in_tx(skill_id, trace_id, reason or tag, actor, time.time())
+            self.add_evidence_in_tx(
+                skill_id, trace_id, reason or tag, actor, time.time(), reflection=reflection
+            )
+        after = self.snapshot(skill_id)
+        if tag == "harmful" and clearly_harmful(after.helpful, after.harmful):
+            reason = (
+                f"{after.harmful} harmful against {after.helpful} helpful votes: harmful "
+                "outweighs helpful with 95% confidence"
+            )
+            self.propose_retire_in_tx(skill_id, reason, actor=actor)
 
     def add_evidence_in_tx(
-        self, skill_id: str, trace_id: str, reason: str, source: str, at: float
+        self,
+        skill_id: str,
+        trace_id: str,
+        reason: str,
+        source: str,
+        at: float,
+        *,
+        reflection: int | None = None,
     ) -> None:
         self._db.execute(
-            "INSERT INTO evidence (skill_id, trace_id, reason, source, created_at) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            [skill_id, trace_id, reason, source, at],
+            "INSERT INTO evidence (skill_id, trace_id, reason, source, created_at, "
+            "reflection_seq) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [skill_id, trace_id, reason, source, at, reflection],
         )
 
     def outcomes(self, skill_id: str) -> SkillOutcome:
@@ -330,8 +400,8 @@ class SQLiteSkills:
 
     def evidence(self, skill_id: str) -> list[Evidence]:
         rows = self._db.execute(
-            "SELECT trace_id, reason, source, created_at FROM evidence WHERE skill_id = ? "
-            "ORDER BY seq",
+            "SELECT trace_id, reason, source, created_at, reflection_seq FROM evidence "
+            "WHERE skill_id = ? ORDER BY seq",
             [skill_id],
         ).fetchall()
         return [Evidence(*row) for row in rows]

@@ -22,6 +22,7 @@ from store.sqlite.skillbooks import ENSURE_SKILLBOOK
 from store.sqlite.transaction import write_transaction
 
 _SKILLBOOK = TRACE_COLUMNS.index("skillbook")
+_STATUS, _ERROR, _TTFB = (TRACE_COLUMNS.index(c) for c in ("status", "error", "ttfb_ms"))
 SUMMARY_COLUMNS = tuple(c for c in TRACE_COLUMNS if c not in ("request_json", "response_json"))
 
 # OR IGNORE: a batch is retried whole when the sink fails part-way (or dies after committing but
@@ -50,7 +51,7 @@ class SQLiteTraces:
             with write_transaction(self._db):
                 self._db.conn.executemany(_INSERT, values)
                 now = time.time()
-                names = {row[_SKILLBOOK] for row in values}
+                names = {row[_SKILLBOOK] for row in values if not _refused_here(row)}
                 self._db.conn.executemany(ENSURE_SKILLBOOK, [(name, now) for name in names])
         except _ROW_ERRORS:
             raise
@@ -84,9 +85,7 @@ class SQLiteTraces:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC LIMIT ?"
         rows = self._db.conn.execute(sql, (*params, limit)).fetchall()
-        return [
-            TraceSummary(**_decode(dict(zip(SUMMARY_COLUMNS, row, strict=True)))) for row in rows
-        ]
+        return [decode_summary(row) for row in rows]
 
     def count(self) -> int:
         return int(self._db.conn.execute("SELECT count(*) FROM traces").fetchone()[0])
@@ -115,6 +114,21 @@ class SQLiteTraces:
             (session_id,),
         )
         return [str(row[0]) for row in rows]
+
+
+def _refused_here(row: Sequence[Any]) -> bool:
+    """The proxy itself answered 4xx before any provider byte (a bad body, path, header or
+    key): the trace is kept, but the skillbook it names is not created by it."""
+    status = row[_STATUS]
+    return (
+        row[_ERROR] is not None and row[_TTFB] is None and isinstance(status, int)
+        and 400 <= status < 500
+    )  # fmt: skip
+
+
+def decode_summary(row: Sequence[Any]) -> TraceSummary:
+    """A row read in `SUMMARY_COLUMNS` order, as a record."""
+    return TraceSummary(**_decode(dict(zip(SUMMARY_COLUMNS, row, strict=True))))
 
 
 def decode_trace(columns: Sequence[str], row: Sequence[Any]) -> Trace:

@@ -36,6 +36,7 @@ from store.errors import Conflict, InvalidContent, NotFound
 from store.records import ImportSummary, as_json
 from store.rules import SNAPSHOT_KEYS, TRANSITIONS, skill_id_for
 from store.skillbook_document import (
+    EVIDENCE_KEYS,
     FORMAT,
     ID_NUMBER,
     LINK_KEYS,
@@ -68,7 +69,10 @@ class SQLiteTransfer:
             data = as_json(skill)
             item = {key: data[key] for key in (*SKILL_COLUMNS, "updated_at")}
             item.update({key: data[key] for key in LINK_KEYS if data[key] is not None})
-            item["evidence"] = as_json(self._skills.evidence(skill.id))
+            item["evidence"] = [  # a reflection's number means nothing in another store
+                {key: e[key] for key in EVIDENCE_KEYS}
+                for e in as_json(self._skills.evidence(skill.id))
+            ]
             item["history"] = as_json(self._skills.history(skill.id))
             exported.append(item)
         return {
@@ -121,16 +125,20 @@ class SQLiteTransfer:
         self._skillbooks.refuse_deleted(name)
         settings_changed = self._apply_settings(name, doc["settings"])
         local = self._local_ids(name, doc["skills"])
+        touched: dict[str, list[str]] = {"created": [], "updated": []}
         for skill in doc["skills"]:
             skill = _relinked(skill, local)
-            counts[self._import_skill(name, skill, actor, now)] += 1
+            outcome = self._import_skill(name, skill, actor, now)
+            counts[outcome] += 1
+            touched.get(outcome, []).append(skill["id"])
         if mode == "replace":
             kept = {local.get(skill["id"], skill["id"]) for skill in doc["skills"]}
             counts["archived"] = self._archive_absent(name, kept, actor, now)
         moved = counts["created"] + counts["updated"] + counts["archived"]
         if not is_new and (settings_changed or moved):
             self._skillbooks.bump_version(name)
-        self._skillbooks.record_event(name, "import", actor, {"mode": mode, **counts}, now)
+        detail = {"mode": mode, **counts, **touched}  # who brought which skills in, and when
+        self._skillbooks.record_event(name, "import", actor, detail, now)
         remapped = {old: new for old, new in local.items() if old != new}
         return ImportSummary(**counts, remapped=remapped)
 
@@ -238,7 +246,7 @@ def _relinked(skill: dict[str, Any], local: dict[str, str]) -> dict[str, Any]:
     out["id"] = local[skill["id"]]
     if out["id"] != skill["id"]:
         out["origin"] = skill["id"]
-    for key in ("supersedes", "superseded_by"):
+    for key in ("supersedes", "superseded_by", "contradicts"):
         if out.get(key) is not None:
             out[key] = local.get(out[key], out[key])
     return out

@@ -1,0 +1,175 @@
+"""Bad input changes nothing and says which field; a delete wins over freezes and pins; refused
+requests leave no skillbook behind; the CLI records who acted. Through the real HTTP API, the
+proxy and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from skillproxy.cli import main
+from tests.harness import ADMIN_TOKEN, RunningProxy
+from tests.test_trust_api import REFUNDS, TONE, ask, injected, ok
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("PATCH", "/skillbooks/support/settings", {"token_budget": 10**30}, "token_budget"),
+        ("PATCH", "/skillbooks/support/settings", {"token_budget": "100"}, "token_budget"),
+        ("PATCH", "/skillbooks/support/settings", {"auto_approve": "yes"}, "auto_approve"),
+        ("PATCH", "/skillbooks/support/settings", {"auto_approve": 1}, "auto_approve"),
+        ("PATCH", "/skillbooks/support/settings", {"frozen": "true"}, "frozen"),
+        ("POST", "/skills/{id}/rollback", {"revision": 10**30}, "revision"),
+        ("POST", "/skills/{id}/rollback", {"revision": "1"}, "revision"),
+        ("POST", "/skillbooks/support/skills/approve", {"ids": ["x" * 300]}, "ids.0"),
+    ],
+)
+def test_a_wrong_type_or_an_absurd_number_is_a_422_naming_the_field_and_changes_nothing(
+    proxy: RunningProxy, method: str, path: str, body: dict[str, object], field: str
+) -> None:
+    skill = proxy.add_skill("support", "returns", REFUNDS)
+    before = ok(proxy.admin("GET", "/skillbooks/support"))
+    response = proxy.admin(method, path.format(id=skill), json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["message"].startswith(field)
+    assert ok(proxy.admin("GET", "/skillbooks/support")) == before
+    assert ok(proxy.admin("GET", f"/skills/{skill}"))["revision"] == 2
+
+
+def test_a_route_without_query_parameters_refuses_any(proxy: RunningProxy) -> None:
+    skill = proxy.add_skill("support", "returns", REFUNDS)
+    for path in ("/skillbooks/support", f"/skills/{skill}", f"/skills/{skill}/outcomes"):
+        response = proxy.admin("GET", path, params={"x": "1"})
+        assert response.status_code == 400, path
+        assert response.json()["error"] == {
+            "message": "x: this route takes no query parameters",
+            "type": "invalid_request_error",
+            "code": "invalid_query",
+        }
+
+
+def test_feedback_is_never_forwarded_and_a_contradictory_one_is_refused(
+    proxy: RunningProxy,
+) -> None:
+    for method in ("GET", "PUT"):
+        response = httpx.request(
+            method, proxy.v1 + "/feedback", headers={"Authorization": "Bearer sk-client"}
+        )
+        assert response.status_code == 405 and response.headers["Allow"] == "POST"
+        assert response.json()["error"]["code"] == "method_not_allowed"
+    assert proxy.provider.received == []  # the client's key went nowhere
+    trace = ask(proxy).headers["X-Trace-Id"]
+    proxy.trace(trace)
+    for body, problem in (
+        ({"trace_id": trace, "score": 0, "label": "thumbs_up"}, "disagree"),
+        ({"trace_id": trace, "score": "0.5"}, "score"),
+        ({"trace_id": trace, "score": float("nan")}, "finite"),
+    ):
+        response = httpx.post(
+            proxy.sb("support") + "/feedback",
+            content=json.dumps(body),
+            headers={"Authorization": "Bearer k", "Content-Type": "application/json"},
+        )
+        assert response.status_code == 400, body
+        assert problem in response.json()["error"]["message"]
+
+
+def test_supersedes_an_unknown_skill_and_an_import_id_out_of_rules_are_422(
+    proxy: RunningProxy,
+) -> None:
+    unknown = proxy.admin(
+        "POST",
+        "/skillbooks/support/skills",
+        json={"section": "returns", "content": REFUNDS, "supersedes": "nope-00001"},
+    )
+    assert unknown.status_code == 422 and unknown.json()["error"]["message"].startswith(
+        "supersedes: no skill"
+    )
+    proxy.add_skill("support", "returns", REFUNDS)
+    document = ok(proxy.admin("GET", "/skillbooks/support/export"))
+    document["skills"][0]["id"] = "bad id/with slash"
+    refused = proxy.admin("POST", "/skillbooks/other/import", json=document)
+    assert refused.status_code == 422 and "skills[0].id must be" in refused.text
+    assert proxy.admin("GET", "/skillbooks/other").status_code == 404
+
+
+def test_a_request_the_proxy_refuses_creates_no_skillbook(proxy: RunningProxy) -> None:
+    for headers, body in (
+        ({"X-Skillbook-Version": "5"}, {"model": "m", "messages": []}),
+        ({"X-Skillbook-Version": "latest"}, {"model": "m", "messages": []}),
+        ({}, b"{not json"),
+    ):
+        response = httpx.post(
+            proxy.sb("newbook") + "/chat/completions",
+            content=body if isinstance(body, bytes) else json.dumps(body),
+            headers={"Authorization": "Bearer k", "Content-Type": "application/json", **headers},
+        )
+        assert 400 <= response.status_code < 500
+    proxy.traces(3)  # the refusals are traced
+    ask(proxy)  # a forwarded request does create its skillbook
+    proxy.traces(4)
+    names = {b["name"] for b in ok(proxy.admin("GET", "/skillbooks"))["data"]}
+    assert "newbook" not in names and "support" in names
+
+
+def test_a_delete_wins_over_a_pinned_version_and_over_a_freeze(proxy: RunningProxy) -> None:
+    doomed = proxy.add_skill("support", "returns", REFUNDS)
+    proxy.add_skill("support", "tone", TONE)
+    seen = ask(proxy).headers["X-Skillbook-Version"]
+    ok(proxy.admin("PATCH", "/skillbooks/support/settings", json={"frozen": True}))
+    ok(proxy.admin("DELETE", f"/skills/{doomed}"))
+    ask(proxy)
+    assert REFUNDS not in injected(proxy) and TONE in injected(proxy)  # frozen, minus the delete
+    gone = httpx.post(
+        proxy.sb("support") + "/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": []},
+        headers={"Authorization": "Bearer k", "X-Skillbook-Version": seen},
+    )
+    assert gone.status_code == 409  # that version held the deleted skill: never served again
+
+
+def test_an_edit_that_changes_nothing_makes_no_revision(proxy: RunningProxy) -> None:
+    skill = proxy.add_skill("support", "returns", REFUNDS)
+    version = ok(proxy.admin("GET", "/skillbooks/support"))["version"]
+    same = ok(proxy.admin("PATCH", f"/skills/{skill}", json={"content": REFUNDS}))
+    assert same["revision"] == 2 and [h["action"] for h in same["history"]] == [
+        "create", "approve",
+    ]  # fmt: skip
+    ok(proxy.admin("PATCH", "/skillbooks/support/settings", json={"token_budget": 500}))
+    again = ok(proxy.admin("PATCH", "/skillbooks/support/settings", json={"token_budget": 500}))
+    assert again["version"] == version + 1
+
+
+def test_the_cli_records_who_acted(
+    proxy: RunningProxy, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    skill = proxy.add_skill("support", "returns", REFUNDS, approve=False)
+    monkeypatch.setenv("SKILLPROXY_ACTOR", "dana")
+    assert main(["skills", "approve", skill, "--url", proxy.url, "--token", ADMIN_TOKEN]) == 0
+    argv = ["skills", "archive", skill, "--actor", "lee", "--url", proxy.url]
+    assert main([*argv, "--token", ADMIN_TOKEN]) == 0
+    capsys.readouterr()
+    history = ok(proxy.admin("GET", f"/skills/{skill}"))["history"]
+    assert [(h["action"], h["actor"]) for h in history[1:]] == [
+        ("approve", "dana"),
+        ("archive", "lee"),
+    ]
+
+
+def test_import_records_which_skills_it_brought_in(proxy: RunningProxy, tmp_path: Path) -> None:
+    proxy.add_skill("support", "returns", REFUNDS)
+    document = ok(proxy.admin("GET", "/skillbooks/support/export"))
+    summary = ok(
+        proxy.admin("POST", "/skillbooks/b/import", json=document, headers={"X-Admin-Actor": "kim"})
+    )
+    [event] = [
+        e
+        for e in ok(proxy.admin("GET", "/skillbooks/b/history"))["data"]
+        if e["action"] == "import"
+    ]
+    assert event["actor"] == "kim"
+    assert event["detail"]["created"] == list(summary["remapped"].values())
