@@ -243,10 +243,10 @@ def report(api_base: str, episodes: int) -> list[tuple[int, float]]:
             },
         )
         print(
-            "| active skills | injected per request | episodes reflected | "
+            "| active skills | injected per request | episodes reflected | calls / episode | "
             "input tokens / episode | output tokens / episode |"
         )
-        print("| ---: | ---: | ---: | ---: | ---: |")
+        print("| ---: | ---: | ---: | ---: | ---: | ---: |")
         for size in SIZES:
             [run] = learn_once(config, skillbook=f"book-{size}")
             n = max(run.reflections, 1)
@@ -255,8 +255,8 @@ def report(api_base: str, episodes: int) -> list[tuple[int, float]]:
             injected = len(trace.injected_skill_ids)
             store.close()
             print(
-                f"| {size} | {injected} | {run.reflections} | {run.input_tokens / n:.0f} | "
-                f"{run.output_tokens / n:.0f} |"
+                f"| {size} | {injected} | {run.reflections} | {run.llm_calls / n:.2f} | "
+                f"{run.input_tokens / n:.0f} | {run.output_tokens / n:.0f} |"
             )
             per_episode.append((size, run.input_tokens / n))
     return per_episode
