@@ -31,6 +31,7 @@ from proxy.state import STATE, ProxyState
 from proxy.trace_sink import TraceSink
 from proxy.trace_writer import TraceWriter
 from skillproxy.admin.routes import admin_app
+from skillproxy.ui import add_ui_routes
 from store.worker import StoreWorker
 
 log = logging.getLogger("skillproxy")
@@ -54,6 +55,7 @@ def create_app(config: Config) -> web.Application:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
+    add_ui_routes(app)
     app.add_subapp("/admin/", admin_app())
     for path in ("/v1/feedback", "/sb/{skillbook:[^/]+}/v1/feedback"):
         app.router.add_post(path, post_feedback)

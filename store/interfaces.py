@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from store.records import (
+    ActivityBucket,
     BulkResult,
     Cursor,
     Episode,
@@ -54,12 +55,27 @@ class TraceRepository(Protocol):
     def get(self, trace_id: str) -> Trace | None: ...
 
     def newest(
-        self, *, skillbook: str | None = None, limit: int = 50, before: float | None = None
+        self,
+        *,
+        skillbook: str | None = None,
+        limit: int = 50,
+        before: float | None = None,
+        after: float | None = None,
+        outcome: str | None = None,
+        model: str | None = None,
+        session_id: str | None = None,
     ) -> list[TraceSummary]:
-        """Newest first; page with `before` = the last row's `created_at`."""
+        """Newest first; page with `before` = the last row's `created_at`. `outcome` is `ok`
+        (under 400, no error) or `error`."""
         ...
 
     def count(self) -> int: ...
+
+    def activity(
+        self, *, skillbook: str | None, since: float, bucket_s: int
+    ) -> list[ActivityBucket]:
+        """Requests and errors per bucket since `since`, oldest first (empty ones left out)."""
+        ...
 
     def exists(self, trace_id: str) -> bool: ...
 
@@ -151,8 +167,12 @@ class SkillRepository(Protocol):
         section: str | None = None,
         text: str | None = None,
         deleted: bool = False,
+        newest_first: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> list[Skill]:
-        """Skills not deleted (`deleted=True`: only the deleted ones), oldest first."""
+        """Skills not deleted (`deleted=True`: only the deleted ones), oldest first unless
+        `newest_first`; all of them, or a page of `limit` from `offset`."""
         ...
 
     def active(self, skillbook: str) -> list[Skill]: ...

@@ -219,6 +219,14 @@ class Trace(TraceSummary):
 
 
 @dataclass(frozen=True, slots=True)
+class ActivityBucket:
+    start: float
+    """The bucket's first second (Unix time)."""
+    requests: int
+    errors: int
+
+
+@dataclass(frozen=True, slots=True)
 class TracePage:
     """A page of traces; ask for the next with `before=next_before` (null on the last)."""
 

@@ -173,3 +173,70 @@ def test_import_records_which_skills_it_brought_in(proxy: RunningProxy, tmp_path
     ]
     assert event["actor"] == "kim"
     assert event["detail"]["created"] == list(summary["remapped"].values())
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Content-Type": "text/plain"},
+        {"Content-Type": "application/x-www-form-urlencoded"},
+    ],
+)
+def test_a_state_changing_admin_call_from_another_site_is_refused(
+    proxy: RunningProxy, headers: dict[str, str]
+) -> None:
+    """skillproxy/admin/guard.py: a web page cannot make a browser change skills (CSRF)."""
+    skill = proxy.add_skill("support", "returns", REFUNDS, approve=False)
+    response = proxy.admin("POST", f"/skills/{skill}/approve", content=b"{}", headers=headers)
+    assert response.status_code == 403, response.text
+    assert response.json()["error"]["code"] == "cross_site_request"
+    assert ok(proxy.admin("GET", f"/skills/{skill}"))["status"] == "pending"
+    same_site = {"Origin": proxy.url, "Sec-Fetch-Site": "same-origin"}
+    assert proxy.admin("POST", f"/skills/{skill}/approve", headers=same_site).status_code == 200
+
+
+def test_traces_filter_by_outcome_model_session_and_time_and_chart_by_bucket(
+    proxy: RunningProxy,
+) -> None:
+    """skillproxy/admin/traces.py: what the review page's traffic view asks for."""
+    started = __import__("time").time()
+    ask(proxy, **{"X-Session-Id": "s-1"})
+    ask(proxy, **{"X-Session-Id": "s-2"})
+    refused = httpx.post(
+        proxy.sb("support") + "/chat/completions",
+        content=b"{nope",
+        headers={"Authorization": "Bearer k", "Content-Type": "application/json"},
+    )
+    assert refused.status_code == 400
+    proxy.traces(3)
+
+    def ids(**params: str) -> int:
+        return len(ok(proxy.admin("GET", "/traces", params=params))["data"])
+
+    assert ids(skillbook="support") == 3
+    assert ids(outcome="error") == 1 and ids(outcome="ok") == 2
+    assert ids(session_id="s-2") == 1 and ids(model="gpt-4o-mini") == 2
+    assert ids(after=str(started + 3600)) == 0
+    bad = proxy.admin("GET", "/traces", params={"outcome": "meh"})
+    assert bad.status_code == 400 and bad.json()["error"]["message"].startswith("outcome")
+    buckets = ok(
+        proxy.admin("GET", "/traces/activity", params={"skillbook": "support", "bucket_s": "3600"})
+    )["data"]
+    assert all(b["start"] % 3600 == 0 for b in buckets)  # an hour boundary may split them
+    assert (sum(b["requests"] for b in buckets), sum(b["errors"] for b in buckets)) == (3, 1)
+
+
+def test_skills_page_newest_first_for_a_review_queue(proxy: RunningProxy) -> None:
+    made = [
+        proxy.add_skill("support", "queue", f"When case {n} comes up, check step {n} first.",
+                        approve=False)
+        for n in range(5)
+    ]  # fmt: skip
+    params = {"status": "pending", "order": "newest", "limit": "2", "offset": "1"}
+    page = ok(proxy.admin("GET", "/skillbooks/support/skills", params=params))["data"]
+    assert [s["id"] for s in page] == [made[3], made[2]]
+    everything = ok(proxy.admin("GET", "/skillbooks/support/skills"))["data"]
+    assert [s["id"] for s in everything] == made  # without paging: all, oldest first, as ever

@@ -193,7 +193,34 @@ def guarded(handler: Handler) -> Handler:
     return run
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+FORM_TYPES = frozenset({"text/plain", "application/x-www-form-urlencoded", "multipart/form-data"})
+"""The bodies a page on another site can make a browser send without asking first."""
+
+
+def cross_site_refusal(request: web.Request) -> str | None:
+    """Why a state-changing request looks like another site's, or None. A page on any site
+    can make a browser POST to 127.0.0.1; without a token (loopback mode) nothing else would
+    stop it. Browsers say where a request comes from (`Sec-Fetch-Site`, `Origin`) and cannot
+    send JSON cross-site without a preflight we never answer, so: no cross-site fetch, an
+    `Origin` must be this host's, and no body of a type a form can send."""
+    if request.method in SAFE_METHODS:
+        return None
+    if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
+        return "the browser says this request comes from another site"
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        host = origin.split("://", 1)[-1].rstrip("/")
+        if origin == "null" or host.lower() != request.host.lower():
+            return f"the request's Origin {origin!r} is not this proxy ({request.host})"
+    if "Content-Type" in request.headers and request.content_type in FORM_TYPES:
+        return f"a body must be JSON (Content-Type: application/json), not {request.content_type}"
+    return None
+
+
 async def require_admin(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if (refusal := cross_site_refusal(request)) is not None:
+        return admin_error(403, f"Refused: {refusal}.", "cross_site_request")
     config = request.config_dict[STATE].config
     token = config.admin.token
     if not token:

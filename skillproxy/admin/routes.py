@@ -11,8 +11,9 @@ from pydantic import BaseModel
 from skillproxy.admin import episodes, learner, skillbooks, skills, traces, transfer
 from skillproxy.admin.guard import AdminError, Handler, guarded
 from skillproxy.admin.openapi import openapi_document
-from skillproxy.admin.trace_queries import TracesQuery
+from skillproxy.admin.trace_queries import ActivityQuery, TracesQuery
 from store.records import (
+    ActivityBucket,
     BulkResult,
     EpisodeDetail,
     EpisodePage,
@@ -147,6 +148,11 @@ ROUTES = (
     AdminRoute(
         "GET", "/traces", traces.list_traces, "List traces, newest first",
         response=TracePage, query=TracesQuery,
+    ),
+    AdminRoute(
+        "GET", "/traces/activity", traces.traffic_activity,
+        "Requests and errors per time bucket", response=ActivityBucket, listed=True,
+        query=ActivityQuery,
     ),
     AdminRoute(
         "GET", "/traces/{trace_id}", traces.get_trace,

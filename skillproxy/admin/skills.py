@@ -69,6 +69,9 @@ class ListSkills(Query):
     section: str | None = None
     q: str | None = Field(default=None, description="text the skill's content contains")
     deleted: bool = Field(default=False, description="list the deleted skills instead")
+    order: Literal["oldest", "newest"] = "oldest"
+    limit: int | None = Field(default=None, ge=1, le=1000, description="a page; all if absent")
+    offset: int = Field(default=0, ge=0, le=MAX_INT)
 
 
 async def list_skills(request: web.Request) -> web.Response:
@@ -81,6 +84,9 @@ async def list_skills(request: web.Request) -> web.Response:
             section=asked.section or None,
             text=asked.q or None,
             deleted=asked.deleted,
+            newest_first=asked.order == "newest",
+            limit=asked.limit,
+            offset=asked.offset,
         )
     )
     return web.json_response({"data": as_json(found)})

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 from aiohttp import web
 
 from skillproxy.admin.guard import AdminError
 from skillproxy.admin.requests import query_of, state_of
-from skillproxy.admin.trace_queries import TracesQuery
+from skillproxy.admin.trace_queries import ActivityQuery, TracesQuery
 from store.interfaces import Store
 from store.records import Feedback, Trace, as_json
 
@@ -15,7 +17,15 @@ async def list_traces(request: web.Request) -> web.Response:
     asked = query_of(request, TracesQuery)
     limit, before, skillbook = asked.limit, asked.before, asked.skillbook or None
     rows = await state_of(request).store.run(
-        lambda store: store.traces.newest(skillbook=skillbook, limit=limit, before=before)
+        lambda store: store.traces.newest(
+            skillbook=skillbook,
+            limit=limit,
+            before=before,
+            after=asked.after,
+            outcome=asked.outcome,
+            model=asked.model,
+            session_id=asked.session_id,
+        )
     )
     next_before = rows[-1].created_at if len(rows) == limit else None
     return web.json_response({"data": as_json(rows), "next_before": next_before})
@@ -33,3 +43,15 @@ async def get_trace(request: web.Request) -> web.Response:
     if row is None:
         raise AdminError(404, f"no trace with id {trace_id!r}", "not_found")
     return web.json_response({**as_json(row), "feedback": as_json(feedback)})
+
+
+async def traffic_activity(request: web.Request) -> web.Response:
+    """Requests and errors over time, for the review page's chart."""
+    asked = query_of(request, ActivityQuery)
+    since = asked.since if asked.since is not None else time.time() - 86400
+    rows = await state_of(request).store.run(
+        lambda store: store.traces.activity(
+            skillbook=asked.skillbook, since=since, bucket_s=asked.bucket_s
+        )
+    )
+    return web.json_response({"data": as_json(rows)})

@@ -149,6 +149,9 @@ class SQLiteSkills:
         section: str | None = None,
         text: str | None = None,
         deleted: bool = False,
+        newest_first: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> list[Skill]:
         if status is not None and status not in STATUSES:
             raise InvalidContent(f"status must be one of {', '.join(STATUSES)}")
@@ -165,8 +168,11 @@ class SQLiteSkills:
             params.append(
                 "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             )
+        order = "seq DESC" if newest_first else "seq"
+        page = " LIMIT ? OFFSET ?" if limit is not None else ""
+        paging = [limit, offset] if limit is not None else []
         rows = self._db.execute(
-            f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY seq", params
+            f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY {order}{page}", [*params, *paging]
         ).fetchall()
         return [Skill(*row) for row in rows]
 

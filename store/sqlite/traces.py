@@ -17,7 +17,7 @@ import sqlite_utils
 
 from store.columns import TRACE_COLUMNS
 from store.errors import StoreUnavailable
-from store.records import Trace, TraceSummary
+from store.records import ActivityBucket, Trace, TraceSummary
 from store.sqlite.skillbooks import ENSURE_SKILLBOOK
 from store.sqlite.transaction import write_transaction
 
@@ -70,16 +70,29 @@ class SQLiteTraces:
         return Trace(**_decode(dict(zip(TRACE_COLUMNS, row, strict=True)))) if row else None
 
     def newest(
-        self, *, skillbook: str | None = None, limit: int = 50, before: float | None = None
+        self,
+        *,
+        skillbook: str | None = None,
+        limit: int = 50,
+        before: float | None = None,
+        after: float | None = None,
+        outcome: str | None = None,
+        model: str | None = None,
+        session_id: str | None = None,
     ) -> list[TraceSummary]:
         where: list[str] = []
         params: list[Any] = []
-        if skillbook is not None:
-            where.append("skillbook = ?")
-            params.append(skillbook)
-        if before is not None:
-            where.append("created_at < ?")
-            params.append(before)
+        for clause, value in (
+            ("skillbook = ?", skillbook), ("created_at < ?", before), ("created_at >= ?", after),
+            ("model = ?", model), ("session_id = ?", session_id),
+        ):  # fmt: skip
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        if outcome == "error":
+            where.append("(status >= 400 OR error IS NOT NULL)")
+        elif outcome == "ok":
+            where.append("status < 400 AND error IS NULL")
         sql = f"SELECT {', '.join(SUMMARY_COLUMNS)} FROM traces"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -89,6 +102,20 @@ class SQLiteTraces:
 
     def count(self) -> int:
         return int(self._db.conn.execute("SELECT count(*) FROM traces").fetchone()[0])
+
+    def activity(
+        self, *, skillbook: str | None, since: float, bucket_s: int
+    ) -> list[ActivityBucket]:
+        """Requests and errors per `bucket_s` seconds since `since`, oldest first; buckets
+        with no traffic are left out."""
+        clause, params = ("AND skillbook = ?", [skillbook]) if skillbook else ("", [])
+        rows = self._db.conn.execute(
+            "SELECT CAST(created_at / ? AS INTEGER) * ? AS start, count(*), "
+            "sum(status >= 400 OR error IS NOT NULL) FROM traces "
+            f"WHERE created_at >= ? {clause} GROUP BY start ORDER BY start",
+            [bucket_s, bucket_s, since, *params],
+        ).fetchall()
+        return [ActivityBucket(float(start), int(n), int(errors or 0)) for start, n, errors in rows]
 
     def exists(self, trace_id: str) -> bool:
         found = self._db.conn.execute("SELECT 1 FROM traces WHERE id = ?", (trace_id,))
