@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup browser run test lint bench clean
 
 setup: $(STAMP)
 
@@ -16,8 +16,22 @@ $(STAMP): pyproject.toml
 run: setup
 	$(PY) -m skillproxy serve --config config.example.toml
 
+# The review page's tests drive a real Chromium: Debian's package (browser builds that download
+# themselves cannot be fetched here). Installed when missing and we may; otherwise say how.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the review page's browser tests"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; \
+	  else \
+	    echo "the browser tests need Chromium: run 'sudo apt-get install chromium', then make test"; \
+	    exit 1; \
+	  fi; }
+
 # pytest exits 5 when a selection runs no test; that is a failure of the selection, say so.
-test: setup
+test: setup browser
 	$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests were collected"; fi; exit $$rc
 
