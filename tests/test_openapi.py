@@ -248,19 +248,21 @@ def test_the_proxy_answers_as_the_document_says(
     assert not findings, "\n".join(f"{kind}\n    {call}" for kind, call in findings.items())
 
 
-@pytest.mark.parametrize(
-    "known",
-    [pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=k.where)) for k in KNOWN],
-    ids=[" ".join(k.operation[::-1]) for k in KNOWN],
-)
-def test_known_findings_are_still_there(
-    known: Known, client: httpx.Client, seeds: dict[str, list[Any]]
-) -> None:
-    """Each fails until its owner fixes it; then XPASS fails: drop it from `KNOWN`."""
-    path, method = known.operation
-    answer = known.example.send(client)
-    operation = DOCUMENT["paths"][path][method.lower()]
-    assert _problems(_declared(operation, answer.status_code), answer) == []
+if KNOWN:  # defined only while there are findings: no empty, skipped test in the run
+
+    @pytest.mark.parametrize(
+        "known",
+        [pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=k.where)) for k in KNOWN],
+        ids=[" ".join(k.operation[::-1]) for k in KNOWN],
+    )
+    def test_known_findings_are_still_there(
+        known: Known, client: httpx.Client, seeds: dict[str, list[Any]]
+    ) -> None:
+        """Each fails until its owner fixes it; then XPASS fails: drop it from `KNOWN`."""
+        path, method = known.operation
+        answer = known.example.send(client)
+        operation = DOCUMENT["paths"][path][method.lower()]
+        assert _problems(_declared(operation, answer.status_code), answer) == []
 
 
 @st.composite
