@@ -17,6 +17,8 @@ from store.records import (
     ActivityBucket,
     BulkResult,
     Cursor,
+    DailySkills,
+    DailySpend,
     Episode,
     EpisodeDetail,
     Evidence,
@@ -208,6 +210,10 @@ class SkillRepository(Protocol):
 
     def history(self, skill_id: str) -> list[SkillEvent]: ...
 
+    def by_day(self, skillbook: str, *, since: float) -> list[DailySkills]:
+        """Per UTC day: skills proposed, approved, archived or deleted."""
+        ...
+
     def outcomes(self, skill_id: str) -> SkillOutcome:
         """Episodes it was injected into against comparable ones, with their feedback."""
         ...
@@ -298,6 +304,10 @@ class LearnerRepository(Protocol):
     ) -> list[LearnerRun]: ...
 
     def tokens_since(self, since: float) -> int: ...
+
+    def spend_by_day(self, *, skillbook: str | None, since: float) -> list[DailySpend]:
+        """The learner's calls, tokens and cost per UTC day."""
+        ...
 
     def acquire_lease(self, skillbook: str, owner: str, seconds: float) -> bool:
         """Take or renew the skillbook's lease; False while another owner holds it."""

@@ -227,6 +227,27 @@ class ActivityBucket:
 
 
 @dataclass(frozen=True, slots=True)
+class DailySpend:
+    day: str
+    """UTC date, `YYYY-MM-DD`."""
+    runs: int
+    llm_calls: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+
+
+@dataclass(frozen=True, slots=True)
+class DailySkills:
+    day: str
+    """UTC date, `YYYY-MM-DD`."""
+    proposed: int
+    approved: int
+    retired: int
+    """Archived or deleted that day."""
+
+
+@dataclass(frozen=True, slots=True)
 class TracePage:
     """A page of traces; ask for the next with `before=next_before` (null on the last)."""
 

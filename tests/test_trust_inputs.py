@@ -240,3 +240,16 @@ def test_skills_page_newest_first_for_a_review_queue(proxy: RunningProxy) -> Non
     assert [s["id"] for s in page] == [made[3], made[2]]
     everything = ok(proxy.admin("GET", "/skillbooks/support/skills"))["data"]
     assert [s["id"] for s in everything] == made  # without paging: all, oldest first, as ever
+
+
+def test_spend_and_skills_per_day_for_the_charts(proxy: RunningProxy) -> None:
+    """skillproxy/admin/learner.py and skillbooks.py: the review page's daily series."""
+    made = proxy.add_skill("support", "returns", REFUNDS)
+    proxy.add_skill("support", "tone", TONE, approve=False)
+    ok(proxy.admin("POST", f"/skills/{made}/archive"))
+    days = ok(proxy.admin("GET", "/skillbooks/support/skills-by-day"))["data"]
+    totals = [sum(d[key] for d in days) for key in ("proposed", "approved", "retired")]
+    assert totals == [2, 1, 1]  # summed: the test may straddle midnight UTC
+    assert ok(proxy.admin("GET", "/learner/spend", params={"days": "7"}))["data"] == []
+    bad = proxy.admin("GET", "/learner/spend", params={"days": "0"})
+    assert bad.status_code == 400 and bad.json()["error"]["message"].startswith("days")

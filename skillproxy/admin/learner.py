@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from aiohttp import web
@@ -19,6 +20,11 @@ class RunsQuery(Query):
     limit: int = Field(default=20, ge=1, le=500)
 
 
+class SpendQuery(Query):
+    skillbook: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    days: int = Field(default=30, ge=1, le=3660)
+
+
 class RunQuery(Query):
     skillbook: str | None = Field(default=None, description="only this one; all when absent")
 
@@ -33,6 +39,16 @@ async def list_runs(request: web.Request) -> web.Response:
         lambda store: store.learner.list_runs(skillbook=asked.skillbook or None, limit=asked.limit)
     )
     return web.json_response({"data": as_json(runs)})
+
+
+async def spend_by_day(request: web.Request) -> web.Response:
+    """The learner's spend per UTC day, for the review page's chart."""
+    asked = query_of(request, SpendQuery)
+    since = time.time() - asked.days * 86400
+    rows = await state_of(request).store.run(
+        lambda store: store.learner.spend_by_day(skillbook=asked.skillbook, since=since)
+    )
+    return web.json_response({"data": as_json(rows)})
 
 
 async def run_now(request: web.Request) -> web.Response:

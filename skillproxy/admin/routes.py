@@ -15,6 +15,8 @@ from skillproxy.admin.trace_queries import ActivityQuery, TracesQuery
 from store.records import (
     ActivityBucket,
     BulkResult,
+    DailySkills,
+    DailySpend,
     EpisodeDetail,
     EpisodePage,
     ImportSummary,
@@ -80,6 +82,11 @@ ROUTES = (
         "GET", "/skillbooks/{skillbook}/history", skillbooks.skillbook_history,
         "The skillbook's history: created, settings, frozen, imported, deleted",
         response=SkillbookEvent, listed=True,
+    ),
+    AdminRoute(
+        "GET", "/skillbooks/{skillbook}/skills-by-day", skillbooks.skills_by_day,
+        "Skills proposed, approved and retired per UTC day", response=DailySkills, listed=True,
+        query=skillbooks.DaysQuery,
     ),
     AdminRoute(
         "GET", "/skillbooks/{skillbook}/settings", skillbooks.get_settings, "Read settings",
@@ -189,6 +196,11 @@ ROUTES = (
     AdminRoute(
         "GET", "/learner/runs", learner.list_runs, "Learner runs with tokens and cost",
         response=LearnerRun, listed=True, query=learner.RunsQuery,
+    ),
+    AdminRoute(
+        "GET", "/learner/spend", learner.spend_by_day,
+        "The learner's calls, tokens and cost per UTC day", response=DailySpend, listed=True,
+        query=learner.SpendQuery,
     ),
     AdminRoute(
         "POST", "/learner/run", learner.run_now, "Run the learner now",

@@ -7,6 +7,7 @@ Every write runs on the database thread, then refreshes this process's skillbook
 
 from __future__ import annotations
 
+import time
 from typing import Any, Literal
 
 from aiohttp import web
@@ -76,6 +77,10 @@ class ListSkillbooks(Query):
     deleted: bool = Field(default=False, description="list the deleted skillbooks instead")
 
 
+class DaysQuery(Query):
+    days: int = Field(default=30, ge=1, le=3660)
+
+
 class PromptQuery(Query):
     model: str | None = None
     query: str = Field(default="", description="the latest user text, for relevance ranking")
@@ -134,6 +139,14 @@ async def skillbook_history(request: web.Request) -> web.Response:
     name = skillbook_name(request)
     events = await state_of(request).store.run(lambda s: s.skillbooks.history(name))
     return web.json_response({"data": as_json(events)})
+
+
+async def skills_by_day(request: web.Request) -> web.Response:
+    """Skills proposed, approved and retired per UTC day, for the review page's chart."""
+    name = skillbook_name(request)
+    since = time.time() - query_of(request, DaysQuery).days * 86400
+    rows = await state_of(request).store.run(lambda s: s.skills.by_day(name, since=since))
+    return web.json_response({"data": as_json(rows)})
 
 
 async def get_settings(request: web.Request) -> web.Response:

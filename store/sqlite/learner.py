@@ -18,6 +18,7 @@ import sqlite_utils
 from store.errors import InvalidTransition, NotFound
 from store.records import (
     AddEvidence,
+    DailySpend,
     Episode,
     EpisodeDetail,
     Feedback,
@@ -78,6 +79,17 @@ class SQLiteLearner:
         sql += " WHERE " + " AND ".join(where) if where else ""
         rows = self._db.execute(sql + " ORDER BY seq DESC LIMIT ?", [*params, limit]).fetchall()
         return [LearnerRun(*row) for row in rows]
+
+    def spend_by_day(self, *, skillbook: str | None, since: float) -> list[DailySpend]:
+        """The learner's calls, tokens and cost per UTC day of runs started since `since`."""
+        clause, params = ("AND skillbook = ?", [skillbook]) if skillbook else ("", [])
+        rows = self._db.execute(
+            "SELECT date(started_at, 'unixepoch') AS day, count(*), sum(llm_calls), "
+            "sum(input_tokens), sum(output_tokens), sum(cost_usd) FROM learner_runs "
+            f"WHERE started_at >= ? {clause} GROUP BY day ORDER BY day",
+            [since, *params],
+        ).fetchall()
+        return [DailySpend(d, n, c, i, o, round(float(cost), 6)) for d, n, c, i, o, cost in rows]
 
     def tokens_since(self, since: float) -> int:
         """Input + output tokens spent by every run started since `since` (all skillbooks)."""

@@ -20,6 +20,7 @@ from store.errors import BulkRefused, InvalidContent, InvalidTransition, NotFoun
 from store.feedback_labels import label_score
 from store.records import (
     BulkResult,
+    DailySkills,
     Evidence,
     OutcomeArm,
     Skill,
@@ -378,6 +379,21 @@ class SQLiteSkills:
             "reflection_seq) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             [skill_id, trace_id, reason, source, at, reflection],
         )
+
+    def by_day(self, skillbook: str, *, since: float) -> list[DailySkills]:
+        """Per UTC day since `since`: skills proposed, approved, and archived or deleted."""
+        rows = self._db.execute(
+            "SELECT date(e.at, 'unixepoch') AS day, "
+            "sum(e.action = 'create'), "
+            "sum(json_extract(e.after_json, '$.status') = 'active' AND (e.before_json IS NULL "
+            "    OR json_extract(e.before_json, '$.status') != 'active')), "
+            "sum(e.action = 'delete' OR (json_extract(e.after_json, '$.status') = 'archived' "
+            "    AND json_extract(e.before_json, '$.status') != 'archived')) "
+            "FROM skill_events e JOIN skills s ON s.id = e.skill_id "
+            "WHERE s.skillbook = ? AND e.at >= ? GROUP BY day ORDER BY day",
+            [skillbook, since],
+        ).fetchall()
+        return [DailySkills(d, int(p or 0), int(a or 0), int(r or 0)) for d, p, a, r in rows]
 
     def outcomes(self, skill_id: str) -> SkillOutcome:
         """Episodes since the skill was created, split by whether it was injected."""
