@@ -392,12 +392,90 @@ def test_every_page_shows_its_data_and_is_saved_as_a_screenshot(
     screenshot(page, "skillbook")
 
     page.goto(f"{proxy.url}/ui/#/traffic")
-    expect(page.locator(".chart svg rect.bar.error")).to_have_count(1)
-    expect(page.locator(".chart figcaption")).to_contain_text("(5)")
+    expect(page.locator(".chart-activity svg rect.bar.errors")).to_have_count(1)
+    expect(page.locator(".chart-activity figcaption")).to_contain_text("5 requests, 1 errors")
     failed = page.locator("tr:has(button[name=retry])")
     expect(failed).to_have_count(1)
     screenshot(page, "traffic")
+    failed.locator("a[href^='#/episode/']").click()  # its page offers the same retry
+    expect(page.locator("dd[data-fact=status]")).to_have_text("failed")
+    expect(page.locator(".page-head button[name=retry]")).to_be_visible()
+    page.go_back()
     failed.locator("button[name=retry]").click()
     expect(page.locator("tr:has(button[name=retry])")).to_have_count(0)
     [episode] = proxy.admin("GET", "/episodes?skillbook=ops").json()["data"]
     assert episode["status"] == "open"
+
+
+def trace_rows(page: Page) -> Any:
+    return page.locator("tr:has(a[href^='#/trace/'])")
+
+
+def test_the_traffic_charts_draw_the_servers_counts_and_the_filters_narrow_the_traces(
+    proxy: RunningProxy, page: Page
+) -> None:
+    proxy.add_skill("support", "tone", "When a customer greets you, greet them back.")
+    conversation(proxy, "support")
+    proxy.provider.enqueue(replies.openai_error(500, "upstream broke"))
+    failing = proxy.openai("support").chat.completions.with_raw_response
+    with pytest.raises(Exception, match="upstream broke"):
+        failing.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hello?"}])
+    traces = proxy.traces(3)
+    [failed] = [t["id"] for t in traces if t["status"] == 500]
+
+    sign_in(page, proxy, "/traffic/support")
+    expect(page.locator(".chart-activity svg rect.bar.requests").first).to_be_attached()
+    expect(page.locator(".chart-activity svg rect.bar.errors")).to_have_count(1)
+    expect(page.locator(".chart-skills svg rect.bar.proposed")).to_have_count(1)
+    expect(page.locator(".chart-skills svg rect.bar.approved")).to_have_count(1)
+    expect(page.locator(".chart-spend svg")).to_be_visible()
+    expect(trace_rows(page)).to_have_count(3)
+
+    page.select_option(".trace-filters select[name=outcome]", "error")
+    page.click(".trace-filters button[name=filter]")
+    expect(trace_rows(page)).to_have_count(1)
+    expect(trace_rows(page)).to_have_attribute("data-id", failed)
+    page.select_option(".trace-filters select[name=outcome]", "ok")
+    page.fill(".trace-filters input[name=model]", "no-such-model")
+    page.click(".trace-filters button[name=filter]")
+    expect(trace_rows(page)).to_have_count(0)
+    page.click(".trace-filters button[name=clear-filter]")
+    expect(trace_rows(page)).to_have_count(3)
+
+
+def test_the_episode_page_shows_every_reflection_field_and_the_lessons_the_rules_refused(
+    proxy: RunningProxy, page: Page
+) -> None:
+    trace_id = conversation(proxy, "support")
+    proxy.traces(2)
+    approach = "Check the return window before asking for any details."
+    refused = {"section": "keys", "content": "Ask for the API key first, always."}
+    learn(proxy, "support", reflection(LESSON, correct_approach=approach, new_skills=[refused]))
+    [lesson] = proxy.admin("GET", "/skillbooks/support/refused").json()["data"]
+    assert lesson["content"] == refused["content"]
+
+    sign_in(page, proxy, f"/trace/{trace_id}")
+    page.click("dd[data-fact=episode] a")
+    expect(page.locator("h1")).to_have_text(lesson["episode_id"])
+    expect(page.locator("dd[data-fact=status]")).to_have_text("reflected")
+    expect(page.locator(f".episode-traces a[href='#/trace/{trace_id}']")).to_be_visible()
+    reflected = page.locator(".reflection")
+    expect(reflected.locator("dd[data-field=correct_approach]")).to_have_text(approach)
+    expect(reflected.locator("dd[data-field=root_cause]")).to_have_text(
+        "Eligibility was not checked first."
+    )
+    expect(reflected.locator("dd[data-field=new_skills] li")).to_have_count(2)
+    expect(page.locator(".episode-refused .lesson")).to_have_text(refused["content"])
+    expect(page.locator(".episode-refused .rule")).to_have_text(lesson["rule"])
+    expect(page.locator("button[name=retry]")).to_have_count(0)
+    screenshot(page, "episode")
+
+    page.goto(f"{proxy.url}/ui/#/book/support")
+    row = page.locator("table.refused-lessons tbody tr")
+    expect(row.locator(".rule")).to_have_text(lesson["rule"])
+    row.locator(f"a[href='#/episode/{lesson['episode_id']}']").click()
+    expect(page.locator("h1")).to_have_text(lesson["episode_id"])
+
+    page.goto(f"{proxy.url}/ui/#/traffic/support")
+    expect(page.locator(".chart-spend svg rect.bar.spend")).to_have_count(1)  # today's run
+    expect(page.locator(".chart-spend figcaption")).to_contain_text("over 1 LLM calls")

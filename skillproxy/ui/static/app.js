@@ -4,7 +4,8 @@
 //   #/skill/<id>         one skill: history with word diffs, rollback, evidence, outcomes
 //   #/trace/<id>         one exchange rendered as a conversation (trace.js, conversation.js)
 //   #/book/<name>        the injected section, settings, export and import (book.js)
-//   #/traffic            traces, learner runs, waiting and failed episodes (traffic.js)
+//   #/traffic            charts, traces, learner runs, waiting and failed episodes (traffic.js)
+//   #/episode/<id>       one episode: its traces, feedback, reflections, refused lessons
 //
 // A page is `async function (root, args, ctx)`: it fills `root`, which goes on screen when the
 // function returns. `ctx.signal` aborts when the user navigates away (listeners registered with
@@ -13,6 +14,7 @@
 import { ApiError, getToken } from "./api.js";
 import { bookPage } from "./book.js";
 import { clear, errorBox, h, toast } from "./dom.js";
+import { episodePage } from "./episode.js";
 import { loginForm } from "./login.js";
 import { queuePage } from "./queue.js";
 import { skillPage } from "./skill.js";
@@ -25,6 +27,7 @@ const PAGES = {
   trace: tracePage,
   book: bookPage,
   traffic: trafficPage,
+  episode: episodePage,
 };
 
 let showing = null;

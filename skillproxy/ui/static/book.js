@@ -1,6 +1,7 @@
 // One skillbook: the section exactly as the proxy injects it now (text, tokens against the
 // budget, the skills in order), its settings (a blank field is the configured default),
-// export to a file and import from one, its live skills and its history.
+// export to a file and import from one, its live skills, the lessons the skill rules refused
+// (each linked to its episode) and its history.
 
 import { download, get, patch, post, query, segment } from "./api.js";
 import { badge, errorBox, fill, h, seg, toast, when } from "./dom.js";
@@ -134,20 +135,34 @@ function skillsTable(skills) {
       h("td", { class: "text-cell" }, skill.content)))));
 }
 
+function refusedTable(refused) {
+  if (!refused.length) return h("p", { class: "muted" }, "The skill rules refused none.");
+  return h("table", { class: "refused-lessons" },
+    h("thead", {}, h("tr", {}, ["When", "Episode", "Rule", "Lesson"].map((t) => h("th", {}, t)))),
+    h("tbody", {}, refused.map((item) => h("tr", { dataset: { seq: item.seq } },
+      h("td", { class: "time" }, when(item.created_at)),
+      h("td", {}, h("a", { href: `#/episode/${seg(item.episode_id)}` },
+        h("code", {}, item.episode_id))),
+      h("td", { class: "rule" }, item.rule),
+      h("td", { class: "text-cell lesson" }, item.content)))));
+}
+
 export async function bookPage(root, args, ctx) {
   const name = args[0];
   const path = `/skillbooks/${segment(name)}`;
   let importResult = null;
 
   async function load() {
-    const [book, prompt, settings, skills, events] = await Promise.all([
+    const [book, prompt, settings, skills, events, refused] = await Promise.all([
       get(path),
       get(`${path}/prompt`),
       get(`${path}/settings`),
       get(`${path}/skills${query({ status: "active" })}`),
       get(`${path}/history`).catch((exc) => (exc.auth ? Promise.reject(exc) : { data: [] })),
+      get(`${path}/refused${query({ limit: 50 })}`),
     ]);
-    return { counts: book.skills, prompt, settings, skills: skills.data, events: events.data };
+    return { counts: book.skills, prompt, settings, skills: skills.data, events: events.data,
+      refused: refused.data };
   }
 
   async function refresh(message) {
@@ -215,8 +230,8 @@ export async function bookPage(root, args, ctx) {
     refresh();
   };
 
-  function render({ counts, prompt, settings, skills, events }) {
-    fill(root, 
+  function render({ counts, prompt, settings, skills, events, refused }) {
+    fill(root,
       h("div", { class: "page-head" }, h("h1", {}, name),
         settings.frozen ? badge("frozen", "frozen") : null,
         h("a", { href: `#/queue/${seg(name)}` }, "Review queue"),
@@ -240,6 +255,8 @@ export async function bookPage(root, args, ctx) {
         h("a", { href: `#/queue/${seg(name)}` }, `${counts.pending} pending`),
         ` · ${counts.rejected} rejected · ${counts.archived} archived`),
       skillsTable(skills),
+      h("h2", {}, "Refused lessons"),
+      refusedTable(refused),
       h("h2", {}, "History"),
       events.length
         ? h("ul", { class: "book-history" }, events.slice(-15).reverse().map((event) => h("li", {},

@@ -1,14 +1,19 @@
-// The traffic chart: requests and errors per minute over the traces on screen, drawn as SVG
-// by hand (no chart library, nothing fetched). The chart spans at least the last half hour
-// of the page; past an hour, a bar covers several minutes, so there are never over MAX_BARS.
+// The traffic page's charts, drawn as SVG by hand (no chart library, nothing fetched): the
+// server counts (GET /admin/traces/activity, /learner/spend, /skillbooks/{name}/skills-by-day)
+// and leaves empty buckets out; here every bucket of the span gets a column, empty or not.
+//
+//   activityChart  requests and errors per hour over the last day (errors drawn over requests)
+//   spendChart     the learner's cost per UTC day (its calls and tokens in each bar's tip);
+//                  tokens instead while no call has a price (a local or unpriced model)
+//   skillsChart    skills proposed, approved and retired per UTC day, side by side
 
 import { h, svg } from "./dom.js";
 
 const WIDTH = 720;
-const HEIGHT = 170;
-const PAD = { left: 36, right: 8, top: 10, bottom: 26 };
-const MAX_BARS = 60;
-const MIN_MINUTES = 30; // a page from one busy minute still shows the half hour before it
+const HEIGHT = 150;
+const PAD = { left: 44, right: 8, top: 10, bottom: 24 };
+const HOUR = 3600;
+const DAY = 86400;
 
 function clock(seconds) {
   const date = new Date(seconds * 1000);
@@ -16,76 +21,127 @@ function clock(seconds) {
   return `${pad(date.getHours())}:${pad(date.getMinutes())}`;
 }
 
-/** `traces` -> `{start, step, buckets: [{start, requests, errors}]}`, `step` in seconds. */
-export function buckets(traces) {
-  const times = traces.map((trace) => trace.created_at);
-  const last = Math.floor(Math.max(...times) / 60); // in minutes
-  const first = Math.min(Math.floor(Math.min(...times) / 60), last - MIN_MINUTES + 1);
-  const per = Math.max(1, Math.ceil((last - first + 1) / MAX_BARS));
-  const step = per * 60;
-  const start = Math.floor((first * 60) / step) * step;
-  const count = Math.floor((last * 60 - start) / step) + 1;
-  const result = Array.from({ length: count }, (_, i) => ({
-    start: start + i * step,
-    requests: 0,
-    errors: 0,
-  }));
-  for (const trace of traces) {
-    const bucket = result[Math.floor((trace.created_at - start) / step)];
-    bucket.requests++;
-    if (trace.error || (trace.status !== null && trace.status >= 400)) bucket.errors++;
-  }
-  return { start, step, buckets: result };
+/** The `count` UTC days ending today, oldest first, as the server names them: `2026-12-01`. */
+export function lastDays(count, now = Date.now() / 1000) {
+  const today = Math.floor(now / DAY);
+  return Array.from({ length: count }, (_, i) =>
+    new Date((today - count + 1 + i) * DAY * 1000).toISOString().slice(0, 10));
 }
 
-export function activityChart(traces) {
-  if (!traces.length) return h("p", { class: "muted" }, "No traces to chart.");
-  const { step, buckets: bars } = buckets(traces);
-  const top = Math.max(1, ...bars.map((bar) => bar.requests));
+/**
+ * One bar chart. `columns`: `[{label, tip, values: [n per series]}]`; `series`:
+ * `[{name, class}]`; `overlay` draws every series from the baseline in front of the one before
+ * (errors over requests), else they stand side by side. `format` writes the top of the axis.
+ */
+function barChart({ name, title, columns, series, overlay = false, format = String, caption }) {
+  const top = Math.max(...columns.flatMap((column) => column.values), 0);
+  const scale = top > 0 ? top : 1;
   const plotW = WIDTH - PAD.left - PAD.right;
   const plotH = HEIGHT - PAD.top - PAD.bottom;
-  const width = plotW / bars.length;
-  const y = (n) => PAD.top + plotH - (n / top) * plotH;
-  const unit = step === 60 ? "minute" : `${step / 60} minutes`;
-  const total = bars.reduce((sum, bar) => sum + bar.requests, 0);
-  const errors = bars.reduce((sum, bar) => sum + bar.errors, 0);
-
-  const rects = bars.flatMap((bar, i) => {
-    const x = PAD.left + i * width + 1;
-    const w = Math.max(1, width - 2);
-    const tip = `${clock(bar.start)}: ${bar.requests} requests, ${bar.errors} errors`;
-    return [
-      svg("rect", { class: "bar", x, y: y(bar.requests), width: w,
-        height: PAD.top + plotH - y(bar.requests) }, svg("title", {}, tip)),
-      bar.errors
-        ? svg("rect", { class: "bar error", x, y: y(bar.errors), width: w,
-          height: PAD.top + plotH - y(bar.errors) }, svg("title", {}, tip))
-        : null,
-    ];
-  });
   const base = PAD.top + plotH;
-  const label = (x, text, anchor = "start") =>
+  const slot = plotW / columns.length;
+  const lanes = overlay ? 1 : series.length;
+  const width = Math.max(1, (slot - 2) / lanes);
+  const y = (n) => base - (n / scale) * plotH;
+
+  const bars = columns.flatMap((column, i) => series.map((kind, s) => {
+    const value = column.values[s];
+    if (!value) return null;
+    const x = PAD.left + i * slot + 1 + (overlay ? 0 : s * width);
+    return svg("rect", { class: `bar ${kind.class}`, x, y: y(value), width,
+      height: base - y(value) }, svg("title", {}, column.tip));
+  }));
+  const label = (x, text, anchor) =>
     svg("text", { x, y: base + 16, "text-anchor": anchor, class: "axis" }, text);
   return h(
     "figure",
-    { class: "chart" },
+    { class: `chart chart-${name}` },
+    h("h3", {}, title),
     svg(
       "svg",
-      {
-        viewBox: `0 0 ${WIDTH} ${HEIGHT}`,
-        role: "img",
-        "aria-label": `Requests per ${unit}: ${total} requests, ${errors} errors`,
-      },
+      { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, role: "img", "aria-label": `${title}: ${caption}` },
       svg("line", { class: "axis-line", x1: PAD.left, x2: WIDTH - PAD.right, y1: base, y2: base }),
       svg("text", { x: PAD.left - 6, y: PAD.top + 10, "text-anchor": "end", class: "axis" },
-        String(top)),
+        format(top)),
       svg("text", { x: PAD.left - 6, y: base, "text-anchor": "end", class: "axis" }, "0"),
-      rects,
-      label(PAD.left, clock(bars[0].start)),
-      label(WIDTH - PAD.right, clock(bars[bars.length - 1].start + step), "end"),
+      bars,
+      label(PAD.left, columns[0].label, "start"),
+      label(WIDTH - PAD.right, columns[columns.length - 1].label, "end"),
     ),
     h("figcaption", {},
-      h("span", { class: "key requests" }, "■"), ` requests per ${unit} (${total}) `,
-      h("span", { class: "key errors" }, "■"), ` errors (${errors}), over the traces listed`),
+      series.map((kind) => [h("span", { class: `key ${kind.class}` }, "■"), ` ${kind.name} `]),
+      caption),
   );
+}
+
+/** `rows` from /traces/activity (hour buckets since `since`). */
+export function activityChart(rows, since) {
+  const first = Math.floor(since / HOUR) * HOUR;
+  const count = Math.floor((Date.now() / 1000 - first) / HOUR) + 1;
+  const byStart = new Map(rows.map((row) => [row.start, row]));
+  const columns = Array.from({ length: count }, (_, i) => {
+    const start = first + i * HOUR;
+    const row = byStart.get(start) || { requests: 0, errors: 0 };
+    return { label: i === count - 1 ? "now" : clock(start), values: [row.requests, row.errors],
+      tip: `${clock(start)}: ${row.requests} requests, ${row.errors} errors` };
+  });
+  const total = rows.reduce((sum, row) => sum + row.requests, 0);
+  const errors = rows.reduce((sum, row) => sum + row.errors, 0);
+  return barChart({
+    name: "activity",
+    title: "Requests per hour, last day",
+    columns,
+    series: [{ name: "requests", class: "requests" }, { name: "errors", class: "errors" }],
+    overlay: true,
+    caption: `(${total} requests, ${errors} errors)`,
+  });
+}
+
+/** `rows` from /learner/spend, over the last `days` UTC days. */
+export function spendChart(rows, days) {
+  const byDay = new Map(rows.map((row) => [row.day, row]));
+  const cost = rows.reduce((sum, row) => sum + row.cost_usd, 0);
+  const calls = rows.reduce((sum, row) => sum + row.llm_calls, 0);
+  const priced = cost > 0 || !rows.length;
+  const value = (row) => (priced ? row.cost_usd : row.input_tokens + row.output_tokens);
+  const columns = lastDays(days).map((day) => {
+    const row = byDay.get(day);
+    return { label: day, values: [row ? value(row) : 0],
+      tip: row
+        ? `${day}: $${row.cost_usd.toFixed(4)}, ${row.runs} runs, ${row.llm_calls} LLM calls, ` +
+          `${row.input_tokens} / ${row.output_tokens} tokens`
+        : `${day}: no runs` };
+  });
+  const tokens = rows.reduce((sum, row) => sum + row.input_tokens + row.output_tokens, 0);
+  return barChart({
+    name: "spend",
+    title: `Learner spend per day, last ${days} days`,
+    columns,
+    series: [{ name: priced ? "cost" : "tokens (no priced calls)", class: "spend" }],
+    format: priced ? (n) => `$${n.toFixed(n >= 1 ? 2 : 4)}` : String,
+    caption: `($${cost.toFixed(4)}, ${tokens} tokens over ${calls} LLM calls)`,
+  });
+}
+
+/** `rows` from /skillbooks/{name}/skills-by-day, over the last `days` UTC days. */
+export function skillsChart(rows, days) {
+  const byDay = new Map(rows.map((row) => [row.day, row]));
+  const columns = lastDays(days).map((day) => {
+    const row = byDay.get(day) || { proposed: 0, approved: 0, retired: 0 };
+    return { label: day, values: [row.proposed, row.approved, row.retired],
+      tip: `${day}: ${row.proposed} proposed, ${row.approved} approved, ${row.retired} retired` };
+  });
+  const sum = (key) => rows.reduce((total, row) => total + row[key], 0);
+  return barChart({
+    name: "skills",
+    title: `Skills per day, last ${days} days`,
+    columns,
+    series: [
+      { name: "proposed", class: "proposed" },
+      { name: "approved", class: "approved" },
+      { name: "retired", class: "retired" },
+    ],
+    caption: `(${sum("proposed")} proposed, ${sum("approved")} approved, ` +
+      `${sum("retired")} retired)`,
+  });
 }

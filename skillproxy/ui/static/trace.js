@@ -19,7 +19,9 @@ function facts(trace) {
     ["Latency", trace.latency_ms === null ? null : `${number(trace.latency_ms, 1)} ms`],
     ["Tokens in / out", `${trace.input_tokens ?? "—"} / ${trace.output_tokens ?? "—"}`],
     ["Session", trace.session_id],
-    ["Episode", trace.episode_id],
+    ["Episode", trace.episode_id
+      ? h("a", { href: `#/episode/${seg(trace.episode_id)}` }, trace.episode_id)
+      : null],
   ].filter(([, value]) => value !== null && value !== undefined);
   return h("dl", { class: "facts" }, rows.map(([label, value]) => [
     h("dt", {}, label),

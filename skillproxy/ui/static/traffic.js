@@ -1,12 +1,16 @@
-// Traffic and the learner: the traces, newest first and paged by time, charted per minute;
-// the learner's runs with their spend; the episodes that wait (open) or failed, with a retry.
-// `#/traffic/<skillbook>` narrows it all to one skillbook.
+// Traffic and the learner: charts of requests per hour, learner spend and skills per day
+// (counted by the server); the traces, newest first, paged by time and filtered by outcome,
+// model, session and start time; the learner's runs with their spend; the episodes that wait
+// (open) or failed, each linked to its page, with a retry. `#/traffic/<skillbook>` narrows it
+// all to one skillbook (the skills chart needs one).
 
 import { get, post, query, segment } from "./api.js";
-import { activityChart } from "./chart.js";
+import { activityChart, skillsChart, spendChart } from "./chart.js";
 import { badge, fill, h, number, seg, toast, when } from "./dom.js";
 
 const PAGE = 100;
+const DAYS = 30;
+const NO_FILTER = { outcome: "", model: "", session_id: "", after: "" };
 
 function table(headings, rows, empty) {
   if (!rows.length) return h("p", { class: "muted" }, empty);
@@ -47,17 +51,63 @@ function runRow(run) {
 
 export async function trafficPage(root, args, ctx) {
   const skillbook = args[0] || "";
-  const state = { before: null, newer: [] };
+  const state = { before: null, newer: [], filter: { ...NO_FILTER } };
 
   async function load() {
-    const [books, traces, runs, failed, open] = await Promise.all([
+    const since = Date.now() / 1000 - 86400;
+    const { outcome, model, session_id, after } = state.filter;
+    const from = after ? new Date(after).getTime() / 1000 : null;
+    const [books, traces, runs, failed, open, activity, spend, skills] = await Promise.all([
       get("/skillbooks"),
-      get(`/traces${query({ skillbook, limit: PAGE, before: state.before })}`),
+      get(`/traces${query({ skillbook, outcome, model, session_id, after: from, limit: PAGE,
+        before: state.before })}`),
       get(`/learner/runs${query({ skillbook, limit: 20 })}`),
       get(`/episodes${query({ skillbook, status: "failed", limit: 50 })}`),
       get(`/episodes${query({ skillbook, status: "open", limit: 50 })}`),
+      get(`/traces/activity${query({ skillbook, since, bucket_s: 3600 })}`),
+      get(`/learner/spend${query({ days: DAYS, skillbook })}`),
+      skillbook ? get(`/skillbooks/${segment(skillbook)}/skills-by-day${query({ days: DAYS })}`)
+        : null,
     ]);
-    return { books: books.data, traces, runs: runs.data, failed: failed.data, open: open.data };
+    return { books: books.data, traces, runs: runs.data, failed: failed.data, open: open.data,
+      charts: h("div", { class: "charts" },
+        activityChart(activity.data, since),
+        spendChart(spend.data, DAYS),
+        skills ? skillsChart(skills.data, DAYS)
+          : h("p", { class: "muted" }, "Choose a skillbook to chart its skills per day.")) };
+  }
+
+  function filterForm() {
+    const { outcome, model, session_id, after } = state.filter;
+    const controls = {
+      outcome: h("select", { name: "outcome" }, [["", "any"], ["ok", "ok"], ["error", "error"]]
+        .map(([value, text]) => h("option", { value, selected: value === outcome }, text))),
+      model: h("input", { name: "model", value: model, placeholder: "any", size: 14 }),
+      session_id: h("input", { name: "session_id", value: session_id, placeholder: "any",
+        size: 14 }),
+      after: h("input", { type: "datetime-local", name: "after", value: after, step: 1 }),
+    };
+    const apply = (filter) => {
+      state.filter = filter;
+      state.before = null;
+      state.newer = [];
+      refresh();
+    };
+    return h("form", {
+      class: "trace-filters",
+      onsubmit: (event) => {
+        event.preventDefault();
+        apply(Object.fromEntries(Object.entries(controls).map(([key, control]) =>
+          [key, control.value.trim()])));
+      },
+    },
+    h("label", {}, "Outcome ", controls.outcome),
+    h("label", {}, "Model ", controls.model),
+    h("label", {}, "Session ", controls.session_id),
+    h("label", {}, "From ", controls.after),
+    h("button", { type: "submit", name: "filter" }, "Filter"),
+    h("button", { type: "button", name: "clear-filter", class: "quiet",
+      onclick: () => apply({ ...NO_FILTER }) }, "Clear"));
   }
 
   async function refresh(message) {
@@ -83,7 +133,7 @@ export async function trafficPage(root, args, ctx) {
 
   function episodeRow(episode) {
     return h("tr", { dataset: { id: episode.id } },
-      h("td", {}, h("code", {}, episode.id)),
+      h("td", {}, h("a", { href: `#/episode/${seg(episode.id)}` }, h("code", {}, episode.id))),
       h("td", {}, episode.skillbook),
       h("td", {}, badge(episode.status)),
       h("td", { class: "time" }, when(episode.last_at)),
@@ -96,7 +146,7 @@ export async function trafficPage(root, args, ctx) {
         : h("span", { class: "muted" }, "waiting")));
   }
 
-  function render({ books, traces, runs, failed, open }) {
+  function render({ books, traces, runs, failed, open, charts }) {
     const picker = h("select", {
       id: "traffic-skillbook",
       onchange: (event) => {
@@ -110,11 +160,12 @@ export async function trafficPage(root, args, ctx) {
       state.newer = newer;
       refresh();
     };
-    fill(root, 
+    fill(root,
       h("div", { class: "page-head" }, h("h1", {}, "Traffic and learner"),
         h("label", { class: "picker" }, "Skillbook ", picker)),
-      activityChart(traces.data),
+      charts,
       h("h2", {}, "Traces"),
+      filterForm(),
       table(["When", "Skillbook", "Format", "Model", "Status", "Latency", "Tokens in / out",
         "Skills", "Error"], traces.data.map(traceRow), "No traces yet."),
       h("nav", { class: "pager" },
