@@ -179,11 +179,16 @@ class SkillRepository(Protocol):
 
     def active(self, skillbook: str) -> list[Skill]: ...
 
-    def transition(self, skill_id: str, action: str, *, actor: str) -> SkillDetail:
-        """One of `store.rules.ACTIONS`, by `store.rules.TRANSITIONS`."""
+    def transition(
+        self, skill_id: str, action: str, *, actor: str, note: str | None = None
+    ) -> SkillDetail:
+        """One of `store.rules.ACTIONS`, by `store.rules.TRANSITIONS`; `note` goes into the
+        history with it."""
         ...
 
-    def bulk(self, skillbook: str, ids: list[str], action: str, *, actor: str) -> BulkResult:
+    def bulk(
+        self, skillbook: str, ids: list[str], action: str, *, actor: str, note: str | None = None
+    ) -> BulkResult:
         """`action` on every id or on none (`BulkRefused` says why, per id)."""
         ...
 

@@ -162,6 +162,8 @@ class SkillEvent:
     at: float
     before: dict[str, Any] | None
     after: dict[str, Any]
+    note: str | None = None
+    """What the person who made the change said of it (a rejection's reason, say)."""
 
 
 @dataclass(frozen=True, slots=True)

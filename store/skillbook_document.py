@@ -128,7 +128,9 @@ def _skill(skill: dict[str, Any], where: str) -> dict[str, Any]:
     last = 0
     for i, raw in enumerate(skill["history"]):
         at = f"{where}.history[{i}]"
-        event = _object(raw, EVENT_KEYS, at)
+        event = _object(raw, EVENT_KEYS, at, optional=("note",))
+        if event.get("note") is not None:
+            _text(event["note"], f"{at}.note", empty=True)
         last = _whole(
             event["revision"], f"{at}.revision (revisions must increase)", minimum=last + 1
         )

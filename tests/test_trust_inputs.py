@@ -253,3 +253,17 @@ def test_spend_and_skills_per_day_for_the_charts(proxy: RunningProxy) -> None:
     assert ok(proxy.admin("GET", "/learner/spend", params={"days": "7"}))["data"] == []
     bad = proxy.admin("GET", "/learner/spend", params={"days": "0"})
     assert bad.status_code == 400 and bad.json()["error"]["message"].startswith("days")
+
+
+def test_a_change_may_carry_a_note_that_the_history_keeps_and_an_export_carries(
+    proxy: RunningProxy,
+) -> None:
+    skill = proxy.add_skill("support", "returns", REFUNDS, approve=False)
+    rejected = ok(proxy.admin("POST", f"/skills/{skill}/reject", json={"note": "too vague"}))
+    assert rejected["history"][-1]["note"] == "too vague"
+    bad = proxy.admin("POST", f"/skills/{skill}/restore", json={"reason": "x"})
+    assert bad.status_code == 422 and "reason" in bad.json()["error"]["message"]
+    document = ok(proxy.admin("GET", "/skillbooks/support/export"))
+    copied = ok(proxy.admin("POST", "/skillbooks/copy-of/import", json=document))
+    again = ok(proxy.admin("GET", f"/skills/{copied['remapped'][skill]}"))
+    assert again["history"][-1]["note"] == "too vague"

@@ -313,6 +313,23 @@ def test_the_keyboard_moves_through_the_queue_approves_and_rejects(
     assert statuses == ["rejected", "active", "pending"]
 
 
+def test_a_rejection_with_a_note_keeps_the_note_in_the_history_and_shows_it(
+    proxy: RunningProxy, page: Page
+) -> None:
+    doomed = proxy.add_skill(
+        "support", "s", "When a customer is angry, offer a voucher at once.", approve=False
+    )
+    sign_in(page, proxy, "/queue/support")
+    card = page.locator(f".skill-card[data-id='{doomed}']")
+    card.locator("input[name=note]").fill("vouchers are not ours to give")
+    card.locator("button[name=reject]").click()
+    expect(page.locator(".skill-card")).to_have_count(0)
+    last = skill(proxy, doomed)["history"][-1]
+    assert (last["action"], last["note"]) == ("reject", "vouchers are not ours to give")
+    page.goto(f"{proxy.url}/ui/#/skill/{doomed}")
+    expect(page.locator(".history .note").first).to_contain_text("vouchers are not ours to give")
+
+
 def test_a_long_queue_is_paged_fifty_at_a_time(proxy: RunningProxy, page: Page) -> None:
     ids = [
         proxy.add_skill(

@@ -141,7 +141,8 @@ ROUTES = (
     ),
     AdminRoute(
         "POST", f"/skills/{{skill_id}}/{{action:{ACTIONS}}}", skills.change_status,
-        "Approve, reject, archive or restore a skill", response=SkillDetail,
+        "Approve, reject, archive or restore a skill (optionally with a note)",
+        skills.ActionNote, response=SkillDetail,
     ),
     AdminRoute(
         "POST", "/skills/{skill_id}/rollback", skills.rollback_skill,

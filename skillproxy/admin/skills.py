@@ -62,6 +62,13 @@ class SkillIds(_Body):
     ids: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
         min_length=1, max_length=1000
     )
+    note: str | None = Field(default=None, max_length=500, description="kept in each history")
+
+
+class ActionNote(_Body):
+    note: str | None = Field(
+        default=None, max_length=500, description="why, kept in the skill's history"
+    )
 
 
 class ListSkills(Query):
@@ -146,8 +153,9 @@ async def change_status(request: web.Request) -> web.Response:
         request.match_info["action"],
         actor(request),
     )
+    note = ActionNote.model_validate(await read_json(request) or {}).note
     result = await state.store.run(
-        lambda store: store.skills.transition(skill_id, action, actor=who)
+        lambda store: store.skills.transition(skill_id, action, actor=who, note=note)
     )
     return await changed(state, result)
 
@@ -156,8 +164,10 @@ async def bulk_change_status(request: web.Request) -> web.Response:
     """All the ids change, or none do and the 409 says why for each refused one."""
     state, name, who = state_of(request), skillbook_name(request), actor(request)
     action = request.match_info["action"]
-    ids = SkillIds.model_validate(await read_json(request)).ids
-    result = await state.store.run(lambda store: store.skills.bulk(name, ids, action, actor=who))
+    body = SkillIds.model_validate(await read_json(request))
+    result = await state.store.run(
+        lambda store: store.skills.bulk(name, body.ids, action, actor=who, note=body.note)
+    )
     return await changed(state, result)
 
 

@@ -271,6 +271,7 @@ def m005_learner_care(db: sqlite_utils.Database) -> None:
     proposals kept for the reviewer, retire proposals and contradiction flags, a cap."""
     db.execute("ALTER TABLE episodes ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
     db.execute("ALTER TABLE evidence ADD COLUMN reflection_seq INTEGER")
+    db.execute("ALTER TABLE skill_events ADD COLUMN note TEXT")  # a reviewer's why
     for column in ("retire_reason TEXT", "retire_proposed_at REAL", "contradicts TEXT"):
         db.execute(f"ALTER TABLE skills ADD COLUMN {column}")
     db.execute("ALTER TABLE skillbooks ADD COLUMN max_active INTEGER")

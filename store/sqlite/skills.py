@@ -180,12 +180,16 @@ class SQLiteSkills:
     def active(self, skillbook: str) -> list[Skill]:
         return self.find(skillbook, status="active")
 
-    def transition(self, skill_id: str, action: str, *, actor: str) -> SkillDetail:
+    def transition(
+        self, skill_id: str, action: str, *, actor: str, note: str | None = None
+    ) -> SkillDetail:
         with write_transaction(self._db):
-            self.transition_in_tx(self.snapshot(skill_id), action, actor)
+            self.transition_in_tx(self.snapshot(skill_id), action, actor, note)
         return self.get(skill_id)
 
-    def bulk(self, skillbook: str, ids: list[str], action: str, *, actor: str) -> BulkResult:
+    def bulk(
+        self, skillbook: str, ids: list[str], action: str, *, actor: str, note: str | None = None
+    ) -> BulkResult:
         """`action` on every id, in one transaction: all change, or none and `BulkRefused`
         names why each refused id could not."""
         if not ids:
@@ -199,7 +203,7 @@ class SQLiteSkills:
                     skill = self.snapshot(skill_id)
                     if skill.skillbook != skillbook:
                         raise NotFound(f"skill {skill_id} belongs to skillbook {skill.skillbook!r}")
-                    self.transition_in_tx(skill, action, actor)
+                    self.transition_in_tx(skill, action, actor, note)
                 except StoreError as exc:
                     refused[skill_id] = str(exc)
             if refused:  # raised inside the transaction: it rolls back what was applied
@@ -210,7 +214,9 @@ class SQLiteSkills:
                 )
         return BulkResult(action, [self.get(skill_id) for skill_id in ids])
 
-    def transition_in_tx(self, before: Skill, action: str, actor: str) -> None:
+    def transition_in_tx(
+        self, before: Skill, action: str, actor: str, note: str | None = None
+    ) -> None:
         if action not in ACTIONS:
             raise InvalidTransition(f"unknown action {action!r}: use {', '.join(ACTIONS)}")
         if before.deleted_at is not None:
@@ -218,7 +224,7 @@ class SQLiteSkills:
                 raise InvalidTransition(
                     f"cannot {action} skill {before.id}: it is deleted (restore it first)"
                 )
-            self.apply_change(before, {"deleted_at": None}, "restore", actor)
+            self.apply_change(before, {"deleted_at": None}, "restore", actor, note=note)
             return
         target = TRANSITIONS[action].get(before.status)
         if target is None:
@@ -235,7 +241,7 @@ class SQLiteSkills:
             changes["prior_status"] = before.status
         if changes["status"] == "active" and before.retire_reason:  # live again: a fresh start
             changes.update(retire_reason=None, retire_proposed_at=None)
-        self.apply_change(before, changes, action, actor)
+        self.apply_change(before, changes, action, actor, note=note)
         if changes["status"] == "active":
             self._went_live(self.snapshot(before.id), actor)
 
@@ -430,16 +436,17 @@ class SQLiteSkills:
 
     def history(self, skill_id: str) -> list[SkillEvent]:
         rows = self._db.execute(
-            "SELECT revision, action, actor, at, before_json, after_json FROM skill_events "
+            "SELECT revision, action, actor, at, before_json, after_json, note FROM skill_events "
             "WHERE skill_id = ? ORDER BY seq",
             [skill_id],
         ).fetchall()
         return [
             SkillEvent(
-                rev, action, actor, at, json.loads(before) if before else None, json.loads(after)
+                rev, action, actor, at, json.loads(before) if before else None, json.loads(after),
+                note,
             )
-            for rev, action, actor, at, before, after in rows
-        ]
+            for rev, action, actor, at, before, after, note in rows
+        ]  # fmt: skip
 
     def apply_change(
         self,
@@ -450,6 +457,7 @@ class SQLiteSkills:
         *,
         now: float | None = None,
         bump: bool = True,
+        note: str | None = None,
     ) -> None:
         """Update a skill inside the caller's transaction: one new revision and its history
         event. The skillbook's version moves when the change touches an active skill, unless
@@ -462,7 +470,7 @@ class SQLiteSkills:
             [*changes.values(), now, before.id],
         )
         after = self.snapshot(before.id)
-        self.record_event(before.id, after.revision, action, actor, before, after, now)
+        self.record_event(before.id, after.revision, action, actor, before, after, now, note)
         if bump and "active" in (before.status, after.status):
             self._skillbooks.bump_version(after.skillbook)
 
@@ -475,11 +483,12 @@ class SQLiteSkills:
         before: Skill | dict[str, Any] | None,
         after: Skill | dict[str, Any],
         at: float,
+        note: str | None = None,
     ) -> None:
         self._db.execute(
             "INSERT INTO skill_events (skill_id, revision, action, actor, at, before_json, "
-            "after_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [skill_id, revision, action, actor, at, _snap(before), _snap(after)],
+            "after_json, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [skill_id, revision, action, actor, at, _snap(before), _snap(after), note],
         )
 
 

@@ -219,7 +219,7 @@ class SQLiteTransfer:
         for event in skill["history"]:
             self._skills.record_event(
                 skill["id"], event["revision"], event["action"], event["actor"],
-                event["before"], event["after"], event["at"],
+                event["before"], event["after"], event["at"], event.get("note"),
             )  # fmt: skip
         self._merge_evidence(skill)
 

@@ -158,11 +158,17 @@ export async function queuePage(root, args, ctx) {
     if (!ctx.signal.aborted) render();
   }
 
-  const change = (skill, action) =>
+  const change = (skill, action, note) =>
     act(async () => {
-      await post(`/skills/${segment(skill.id)}/${action}`);
+      await post(`/skills/${segment(skill.id)}/${action}`, note ? { note } : {});
       return `${skill.id}: ${DONE[action]}`;
     });
+
+  // the reason a reviewer gives goes into the skill's history with the change
+  const noteOf = (button) => {
+    const field = button.closest(".actions").querySelector("input[name=note]");
+    return field && field.value.trim() ? field.value.trim() : undefined;
+  };
 
   const bulk = (action) =>
     act(async () => {
@@ -250,7 +256,9 @@ export async function queuePage(root, args, ctx) {
           h("button", { type: "button", class: "primary", name: "approve",
             onclick: () => change(skill, "approve") }, "Approve"),
           h("button", { type: "button", name: "reject",
-            onclick: () => change(skill, "reject") }, "Reject"),
+            onclick: (event) => change(skill, "reject", noteOf(event.currentTarget)) }, "Reject"),
+          h("input", { type: "text", name: "note", maxlength: "500",
+            placeholder: "why (optional, kept in the history)", "aria-label": "note" }),
           h("button", { type: "button", name: "edit", onclick: () => edit(skill) }, "Edit"),
         ),
     );

@@ -129,6 +129,7 @@ export async function skillPage(root, args, ctx) {
             ? h("button", { type: "button", name: "rollback", class: "small",
               onclick: () => rollback(event.revision) }, `Roll back to revision ${event.revision}`)
             : h("span", { class: "muted current" }, " (current)")),
+        event.note ? h("p", { class: "note" }, "Note: ", event.note) : null,
         changeLine(before, after) ? h("p", { class: "change" }, changeLine(before, after)) : null,
         textChanged
           ? diffView(before ? before.content : "", after.content)
