@@ -150,8 +150,8 @@ def _reflect_all(
     progress: Progress | None,
 ) -> None:
     settings = config.learner
-    auto = store.skillbooks.get(skillbook).settings.auto_approve
-    auto_approve = config.skillbook.auto_approve if auto is None else bool(auto)
+    auto_approve = _auto_approves(store, config, skillbook)
+    similar, threshold = similarity_for(settings)  # once a run: the model loads once a process
     run = summary.run
     assert run is not None
     for index, row in enumerate(ready):
@@ -204,7 +204,6 @@ def _reflect_all(
             else:
                 summary.deferred += 1
             continue
-        similar, threshold = similarity_for(settings)
         verdicts = judge_close_pairs(ask, settings, reflection, known, similar, threshold, spend)
         plan = plan_reflection(
             reflection,
@@ -309,13 +308,12 @@ def _pattern_pass(
     except (InvalidAnswer, LLMError) as exc:
         summary.refused.append(f"pattern pass: {exc}")
         patterns = []
-    auto = store.skillbooks.get(skillbook).settings.auto_approve
     similar, threshold = similarity_for(settings)
     operations = plan_patterns(
         patterns,
         recent,
         store.skills.find(skillbook),
-        auto_approve=config.skillbook.auto_approve if auto is None else bool(auto),
+        auto_approve=_auto_approves(store, config, skillbook),
         threshold=threshold,
         similar=similar.most_similar,
     )
@@ -325,6 +323,12 @@ def _pattern_pass(
     store.learner.commit_pass(skillbook, summary.run, KIND, upto, operations, counts, actor=ACTOR)
     summary.proposals += proposals
     summary.patterns += len(patterns)
+
+
+def _auto_approves(store: Store, config: Config, skillbook: str) -> bool:
+    """The skillbook's own auto-approve setting, else the configured default."""
+    own = store.skillbooks.get(skillbook).settings.auto_approve
+    return config.skillbook.auto_approve if own is None else bool(own)
 
 
 def _failure_kind(exc: Exception) -> str:

@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from skillproxy.admin.guard import AdminError, read_json
-from skillproxy.admin.requests import Query, query_of, state_of
+from skillproxy.admin.requests import Body, Query, query_of, state_of
 from store.records import as_json
 
 EpisodeStatus = Literal["open", "reflected", "failed", "skipped"]
@@ -32,9 +32,7 @@ class Retried(BaseModel):
     retried: list[str]
 
 
-class RetryIds(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
+class RetryIds(Body):
     ids: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
         default=[], max_length=1000
     )

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from learner.service import learn_once
 from skillproxy.admin.guard import AdminError
-from skillproxy.admin.requests import Query, query_of, state_of
+from skillproxy.admin.requests import NAME_PATTERN, Query, query_of, state_of
 from store.records import as_json
 
 
@@ -21,7 +21,7 @@ class RunsQuery(Query):
 
 
 class SpendQuery(Query):
-    skillbook: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    skillbook: str | None = Field(default=None, pattern=NAME_PATTERN)
     days: int = Field(default=30, ge=1, le=3660)
 
 

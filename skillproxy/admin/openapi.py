@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, Field, TypeAdapter
 
 from proxy.feedback import Feedback
-from proxy.routing import SKILLBOOK_HEADER, SKILLBOOK_NAME
-from skillproxy.admin.requests import ACTOR_HEADER
+from proxy.routing import SKILLBOOK_HEADER
+from skillproxy.admin.requests import ACTOR_HEADER, NAME_PATTERN
 from store.feedback_labels import accepted_labels
 
 if TYPE_CHECKING:
@@ -33,9 +33,6 @@ REF = "#/components/schemas/{model}"
 PARAMETER = re.compile(r"\{(\w+)(?::([^{}]+))?\}")
 WORDS = re.compile(r"[\w.-]+(?:\|[\w.-]+)*")
 ANY_JSON: dict[str, Any] = {}
-
-NAME_PATTERN = SKILLBOOK_NAME.pattern.replace("\\Z", "$")
-"""The same rule in JSON Schema's regex dialect, which has no end-of-text anchor of Python's."""
 
 
 class ErrorDetail(BaseModel):

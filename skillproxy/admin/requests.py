@@ -14,6 +14,9 @@ from skillproxy.admin.guard import AdminError
 from store.records import as_json
 
 ACTOR_HEADER = "X-Admin-Actor"
+NAME_PATTERN = SKILLBOOK_NAME.pattern.replace("\\Z", "$")
+"""A skillbook name in a query model or JSON Schema: the same rule in a regex dialect without
+Python's end-of-text anchor (in both, `$` matches only at the very end)."""
 Q = TypeVar("Q", bound=BaseModel)
 
 
@@ -21,6 +24,13 @@ class Query(BaseModel):
     """Base of the query models: an unknown parameter is an error, not ignored."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class Body(BaseModel):
+    """Base of the JSON body models: unknown fields refused, and no coercion ("100" is not a
+    number here, nor 1 a boolean)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 def state_of(request: web.Request) -> ProxyState:

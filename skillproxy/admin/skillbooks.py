@@ -11,13 +11,14 @@ import time
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from core.tokens import encoding_name_for_model
 from proxy.skillbook_cache import prepare
 from proxy.state import ProxyState
 from skillproxy.admin.guard import read_json
 from skillproxy.admin.requests import (
+    Body,
     Query,
     actor,
     changed,
@@ -31,11 +32,7 @@ from store.records import ImportSummary, Skillbook, as_json
 from store.rules import SETTINGS
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)  # "100" is not a number here
-
-
-class Settings(_Body):
+class Settings(Body):
     token_budget: int | None = Field(default=None, ge=0, le=10_000_000)
     ranking: Literal["usefulness", "relevance"] | None = None
     auto_approve: bool | None = None
@@ -64,7 +61,7 @@ class SettingsView(BaseModel):
     effective: dict[str, Any]
 
 
-class CopyTo(_Body):
+class CopyTo(Body):
     to: str = Field(min_length=1, description="the new skillbook's name; it must not exist")
 
 

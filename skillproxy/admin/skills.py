@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from skillproxy.admin.guard import read_json
 from skillproxy.admin.requests import (
     ACTOR_HEADER,
+    Body,
     Query,
     actor,
     changed,
@@ -31,41 +32,37 @@ MAX_INT = 2**31 - 1
 """Past this a number is a mistake, and past 2**63 the store could not even hold it."""
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)  # "100" is not a number here
-
-
-class EvidenceIn(_Body):
+class EvidenceIn(Body):
     trace_id: str = Field(min_length=1, max_length=200)
     reason: str = ""
 
 
-class NewSkill(_Body):
+class NewSkill(Body):
     section: str
     content: str
-    evidence: list[EvidenceIn] = []
+    evidence: list[EvidenceIn] = Field(default_factory=list)
     supersedes: str | None = Field(
         default=None, description="the id of a skill this one rewords: approving it archives that"
     )
 
 
-class SkillEdit(_Body):
+class SkillEdit(Body):
     content: str | None = None
     section: str | None = None
 
 
-class Rollback(_Body):
+class Rollback(Body):
     revision: int = Field(ge=1, le=MAX_INT)
 
 
-class SkillIds(_Body):
+class SkillIds(Body):
     ids: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
         min_length=1, max_length=1000
     )
     note: str | None = Field(default=None, max_length=500, description="kept in each history")
 
 
-class ActionNote(_Body):
+class ActionNote(Body):
     note: str | None = Field(
         default=None, max_length=500, description="why, kept in the skill's history"
     )

@@ -6,20 +6,19 @@ from typing import Literal
 
 from pydantic import Field
 
-from skillproxy.admin.requests import Query
+from skillproxy.admin.requests import NAME_PATTERN, Query
 
 MAX_PAGE = 500
-NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
 class ActivityQuery(Query):
-    skillbook: str | None = Field(default=None, pattern=NAME)
+    skillbook: str | None = Field(default=None, pattern=NAME_PATTERN)
     since: float | None = Field(default=None, allow_inf_nan=False, description="default: a day ago")
     bucket_s: int = Field(default=3600, ge=60, le=86400)
 
 
 class TracesQuery(Query):
-    skillbook: str | None = Field(default=None, pattern=NAME)
+    skillbook: str | None = Field(default=None, pattern=NAME_PATTERN)
     limit: int = Field(default=50, ge=1, le=MAX_PAGE)
     after: float | None = Field(
         default=None, allow_inf_nan=False, description="only traces from this time on"

@@ -10,16 +10,22 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from skillproxy.admin.guard import AdminError, read_json
-from skillproxy.admin.requests import Query, actor, changed, query_of, skillbook_name, state_of
+from skillproxy.admin.requests import (
+    Body,
+    Query,
+    actor,
+    changed,
+    query_of,
+    skillbook_name,
+    state_of,
+)
 
 
-class SkillbookDocument(BaseModel):
+class SkillbookDocument(Body):
     """The `skillproxy.skillbook/1` document an export writes (checked whole by the store)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
 
     format: Literal["skillproxy.skillbook/1"]
     skillbook: str

@@ -61,7 +61,7 @@ class SQLiteStore:
         self.transfer = SQLiteTransfer(db, self.skillbooks, self.skills)
         self.episodes = SQLiteEpisodes(db)
         self.feedback = SQLiteFeedback(db)
-        self.learner = SQLiteLearner(db, self.skills)
+        self.learner = SQLiteLearner(db, self.skills, self.episodes)
 
     def migrate(self) -> list[str]:
         """Start-up is nobody's request: migrations wait for locks as long as any process

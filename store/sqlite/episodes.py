@@ -33,10 +33,11 @@ _SIGNAL = f"""(e.signal = 1
                WHERE t.episode_id = e.id AND {_NEGATIVE})
     OR (e.session_key IS NOT NULL AND EXISTS (SELECT 1 FROM feedback f
         WHERE f.skillbook = e.skillbook AND f.session_id = e.session_key AND {_NEGATIVE})))"""
-_EPISODE = (
+EPISODE_SELECT = (
     "SELECT e.id, e.skillbook, e.session_key, e.first_at, e.last_at, e.trace_count, e.status, "
-    f"e.reflected_at, e.error, {_SIGNAL} FROM episodes e"
+    f"e.reflected_at, e.error, {_SIGNAL}, e.attempts FROM episodes e"
 )
+"""An episode row as `episode_of` reads it; the learner's listings select with it too."""
 _BATCH = """SELECT id, created_at, skillbook, format, status, error, client_disconnected,
     session_id, request_json, response_json, key_fingerprint FROM traces
     WHERE created_at >= ? AND created_at < ? AND (created_at > ? OR id > ?)
@@ -100,17 +101,17 @@ class SQLiteEpisodes:
             return []
         before = min(time.time() if now is None else now, cursor[0]) - idle_s
         rows = self._db.conn.execute(
-            f"{_EPISODE} WHERE e.skillbook = ? AND e.status = 'open' AND e.last_at < ? "
+            f"{EPISODE_SELECT} WHERE e.skillbook = ? AND e.status = 'open' AND e.last_at < ? "
             "ORDER BY e.last_at LIMIT ?",
             (skillbook, before, limit),
         ).fetchall()
-        return [_episode(row) for row in rows]
+        return [episode_of(row) for row in rows]
 
     def get(self, episode_id: str) -> Episode:
-        row = self._db.conn.execute(f"{_EPISODE} WHERE e.id = ?", (episode_id,)).fetchone()
+        row = self._db.conn.execute(f"{EPISODE_SELECT} WHERE e.id = ?", (episode_id,)).fetchone()
         if row is None:
             raise NotFound(f"no episode {episode_id!r}")
-        return _episode(row)
+        return episode_of(row)
 
     def signal(self, episode_id: str) -> bool:
         found = self._db.conn.execute(
@@ -186,6 +187,8 @@ class SQLiteEpisodes:
         )
 
 
-def _episode(row: Sequence[Any]) -> Episode:
-    id_, book, session, first, last, count, status, reflected, error, signal = row
-    return Episode(id_, book, session, first, last, count, status, reflected, error, bool(signal))
+def episode_of(row: Sequence[Any]) -> Episode:
+    id_, book, session, first, last, count, status, reflected, error, signal, attempts = row
+    return Episode(
+        id_, book, session, first, last, count, status, reflected, error, bool(signal), attempts
+    )

@@ -21,7 +21,6 @@ from store.records import (
     DailySpend,
     Episode,
     EpisodeDetail,
-    Feedback,
     LearnerRun,
     ProposeRetire,
     ProposeSkill,
@@ -35,7 +34,7 @@ from store.records import (
     TagSkill,
     Waiting,
 )
-from store.sqlite.episodes import _SIGNAL as SIGNAL_SQL
+from store.sqlite.episodes import EPISODE_SELECT, SQLiteEpisodes, episode_of
 from store.sqlite.skills import SQLiteSkills
 from store.sqlite.traces import SUMMARY_COLUMNS, decode_summary
 from store.sqlite.transaction import write_transaction
@@ -45,9 +44,12 @@ _COUNTERS = tuple(f.name for f in dataclasses.fields(RunCounts))
 
 
 class SQLiteLearner:
-    def __init__(self, db: sqlite_utils.Database, skills: SQLiteSkills) -> None:
+    def __init__(
+        self, db: sqlite_utils.Database, skills: SQLiteSkills, episodes: SQLiteEpisodes
+    ) -> None:
         self._db = db
         self._skills = skills
+        self._episodes = episodes
 
     def start_run(self, skillbook: str) -> int:
         with write_transaction(self._db):
@@ -198,52 +200,37 @@ class SQLiteLearner:
         """Newest activity first; page with `before` = the last row's `last_at`."""
         where, params = _episode_filter(skillbook, status, before)
         rows = self._db.execute(
-            f"{_EPISODE} {where} ORDER BY e.last_at DESC, e.id DESC LIMIT ?", [*params, limit]
+            f"{EPISODE_SELECT} {where} ORDER BY e.last_at DESC, e.id DESC LIMIT ?", [*params, limit]
         ).fetchall()
-        return [_episode(row) for row in rows]
+        return [episode_of(row) for row in rows]
 
     def episode_detail(self, episode_id: str) -> EpisodeDetail:
-        row = self._db.execute(f"{_EPISODE} WHERE e.id = ?", [episode_id]).fetchone()
-        if row is None:
-            raise NotFound(f"no episode {episode_id!r}")
-        episode = _episode(row)
+        episode = self._episodes.get(episode_id)
         columns = ", ".join(SUMMARY_COLUMNS)
         traces = self._db.execute(
             f"SELECT {columns} FROM traces WHERE episode_id = ? ORDER BY created_at, id",
             [episode_id],
         ).fetchall()
-        feedback = self._db.execute(
-            "SELECT seq, trace_id, session_id, skillbook, score, label, comment, created_at "
-            "FROM feedback WHERE trace_id IN (SELECT id FROM traces WHERE episode_id = ?) "
-            "OR (skillbook = ? AND session_id = ?) ORDER BY created_at, seq",
-            [episode_id, episode.skillbook, episode.session_key],
-        ).fetchall()
         fields = {f.name: getattr(episode, f.name) for f in dataclasses.fields(Episode)}
         return EpisodeDetail(
             **fields,
             traces=[decode_summary(t) for t in traces],
-            feedback=[Feedback(*f) for f in feedback],
+            feedback=self._episodes.feedback(episode_id),
             reflections=self.reflections(episode_id),
             refused=self.refused(episode_id=episode_id),
         )
 
     def reflections(self, episode_id: str) -> list[StoredReflection]:
         rows = self._db.execute(
-            "SELECT seq, episode_id, run_seq, created_at, reflection_json FROM reflections "
-            "WHERE episode_id = ? ORDER BY seq",
-            [episode_id],
+            f"{_REFLECTION} WHERE episode_id = ? ORDER BY seq", [episode_id]
         ).fetchall()
-        return [StoredReflection(a, b, c, d, json.loads(e)) for a, b, c, d, e in rows]
+        return [_reflection(row) for row in rows]
 
     def reflection(self, seq: int) -> StoredReflection:
-        row = self._db.execute(
-            "SELECT seq, episode_id, run_seq, created_at, reflection_json FROM reflections "
-            "WHERE seq = ?",
-            [seq],
-        ).fetchone()
+        row = self._db.execute(f"{_REFLECTION} WHERE seq = ?", [seq]).fetchone()
         if row is None:
             raise NotFound(f"no reflection {seq}")
-        return StoredReflection(row[0], row[1], row[2], row[3], json.loads(row[4]))
+        return _reflection(row)
 
     def refused(
         self, *, skillbook: str | None = None, episode_id: str | None = None, limit: int = 100
@@ -298,9 +285,9 @@ class SQLiteLearner:
             [skillbook, limit],
         ).fetchall()
         return [
-            RecentReflection(StoredReflection(a, b, c, d, json.loads(e)), last)
-            for a, b, c, d, e, last in reversed(rows)
-            if last is not None
+            RecentReflection(_reflection(row[:5]), row[5])
+            for row in reversed(rows)
+            if row[5] is not None
         ]
 
     def mark(self, skillbook: str, kind: str) -> int:
@@ -418,17 +405,12 @@ _REFUSED_COLUMNS = (
     "seq", "skillbook", "episode_id", "reflection_seq", "trace_id", "section", "content", "rule",
     "created_at",
 )  # fmt: skip
-_EPISODE = (
-    "SELECT e.id, e.skillbook, e.session_key, e.first_at, e.last_at, e.trace_count, e.status, "
-    f"e.reflected_at, e.error, {SIGNAL_SQL}, e.attempts FROM episodes e"
-)
+_REFLECTION = "SELECT seq, episode_id, run_seq, created_at, reflection_json FROM reflections"
 
 
-def _episode(row: Sequence[Any]) -> Episode:
-    id_, book, session, first, last, count, status, reflected, error, signal, attempts = row
-    return Episode(
-        id_, book, session, first, last, count, status, reflected, error, bool(signal), attempts
-    )
+def _reflection(row: Sequence[Any]) -> StoredReflection:
+    seq, episode_id, run, created_at, text = row
+    return StoredReflection(seq, episode_id, run, created_at, json.loads(text))
 
 
 def _episode_filter(

@@ -9,7 +9,8 @@
 //
 // A page is `async function (root, args, ctx)`: it fills `root`, which goes on screen when the
 // function returns. `ctx.signal` aborts when the user navigates away (listeners registered with
-// it go too), `ctx.reload()` renders the route again, `ctx.fail(error)` reports a failed action.
+// it go too), `ctx.reload()` renders the route again, `ctx.fail(error)` reports a failed action,
+// `ctx.refresher(load, render)` makes a page's own reload-and-redraw.
 
 import { ApiError, getToken } from "./api.js";
 import { bookPage } from "./book.js";
@@ -74,6 +75,19 @@ async function route() {
   clear(view).appendChild(h("p", { class: "muted" }, "Loading…"));
   const root = h("section", { class: `page page-${name}` });
   const ctx = { signal: controller.signal, reload: route, fail };
+  // `ctx.refresher(load, render)`: a `refresh(message)` that loads the page's data again and
+  // renders it (and the message) unless that fails or the user has moved on
+  ctx.refresher = (load, render) => async (message) => {
+    let data;
+    try {
+      data = await load();
+    } catch (exc) {
+      fail(exc);
+      return;
+    }
+    if (message) toast(message, "good");
+    if (!controller.signal.aborted) render(data);
+  };
   try {
     await page(root, args, ctx);
   } catch (exc) {

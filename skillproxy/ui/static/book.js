@@ -165,17 +165,7 @@ export async function bookPage(root, args, ctx) {
       refused: refused.data };
   }
 
-  async function refresh(message) {
-    let data;
-    try {
-      data = await load();
-    } catch (exc) {
-      ctx.fail(exc);
-      return;
-    }
-    if (message) toast(message, "good");
-    if (!ctx.signal.aborted) render(data);
-  }
+  const refresh = ctx.refresher(load, render);
 
   const save = async (changes) => {
     if (!Object.keys(changes).length) {

@@ -110,17 +110,7 @@ export async function trafficPage(root, args, ctx) {
       onclick: () => apply({ ...NO_FILTER }) }, "Clear"));
   }
 
-  async function refresh(message) {
-    let data;
-    try {
-      data = await load();
-    } catch (exc) {
-      ctx.fail(exc);
-      return;
-    }
-    if (message) toast(message, "good");
-    if (!ctx.signal.aborted) render(data);
-  }
+  const refresh = ctx.refresher(load, render);
 
   const retry = async (episode) => {
     try {
