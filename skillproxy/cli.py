@@ -28,6 +28,7 @@ from learner.sandbox import sandbox_support
 from proxy.runtime import tune_for_serving
 from skillproxy.admin_cli import add_admin_commands, run_admin_command
 from skillproxy.app import create_app
+from skillproxy.eval.cli import add_eval_command, run_eval
 from skillproxy.learn_cli import add_learn_command, run_learn, store_failure
 from store.url import hide_password
 
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_admin_commands(commands)
     add_learn_command(commands)
+    add_eval_command(commands)
     return parser
 
 
@@ -273,6 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "learn":
         return run_learn(args)
+    if args.command == "eval":
+        return run_eval(args)
     if args.command != "serve":
         return run_admin_command(args)
     logging.basicConfig(

@@ -1,0 +1,1 @@
+"""`skillproxy eval`: measure whether learned skills make an agent better (τ²-bench harness)."""
