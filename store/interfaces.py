@@ -45,14 +45,16 @@ from store.records import (
     Tag,
     Trace,
     TraceSummary,
+    TrafficSpend,
     Waiting,
 )
 
 
 class TraceRepository(Protocol):
     def insert_values(self, values: Sequence[tuple[Any, ...]]) -> None:
-        """Rows in `store.TRACE_COLUMNS` order, all or none; a row already stored is skipped
-        (the trace sink retries a batch whole)."""
+        """Rows in `store.columns.PRICED_COLUMNS` order (the sink's, with their cost) or in
+        `TRACE_COLUMNS` order (cost NULL), one length per call; all or none; a row already
+        stored is skipped (the trace sink retries a batch whole)."""
 
     def get(self, trace_id: str) -> Trace | None: ...
 
@@ -76,7 +78,13 @@ class TraceRepository(Protocol):
     def activity(
         self, *, skillbook: str | None, since: float, bucket_s: int
     ) -> list[ActivityBucket]:
-        """Requests and errors per bucket since `since`, oldest first (empty ones left out)."""
+        """Requests, errors and known cost per bucket since `since`, oldest first (empty ones
+        left out)."""
+        ...
+
+    def spend(self, skillbook: str, *, since: float) -> TrafficSpend:
+        """The skillbook's traffic and its known cost per UTC day since `since`, and the
+        totals; traces without a cost (unknown price or usage) are counted, not summed."""
         ...
 
     def exists(self, trace_id: str) -> bool: ...

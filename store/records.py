@@ -210,6 +210,9 @@ class TraceSummary:
     skillbook_version: int | None
     injected_skill_ids: Any
     skill_tokens: int | None
+    cost_usd: float | None = None
+    """USD from the model's published prices; None when the price or usage is unknown, and
+    for traces stored before costs were recorded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +229,35 @@ class ActivityBucket:
     """The bucket's first second (Unix time)."""
     requests: int
     errors: int
+    cost_usd: float = 0.0
+    """Of the bucket's traces whose cost is known."""
+
+
+@dataclass(frozen=True, slots=True)
+class DailyTraffic:
+    """One UTC day of a skillbook's proxied traffic and what it cost."""
+
+    day: str
+    """UTC date, `YYYY-MM-DD`."""
+    requests: int
+    priced: int
+    """Requests whose cost is known (a known model, usage reported); only these are summed."""
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficSpend:
+    """What a skillbook's proxied traffic cost since `since`: the total, and per UTC day
+    (days without traffic left out)."""
+
+    skillbook: str
+    since: float
+    requests: int
+    priced: int
+    cost_usd: float
+    days: list[DailyTraffic] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

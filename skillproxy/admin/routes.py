@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from skillproxy.admin import episodes, learner, skillbooks, skills, traces, transfer
 from skillproxy.admin.guard import AdminError, Handler, guarded
 from skillproxy.admin.openapi import openapi_document
-from skillproxy.admin.trace_queries import ActivityQuery, TracesQuery
+from skillproxy.admin.trace_queries import ActivityQuery, SpendQuery, TracesQuery
 from store.records import (
     ActivityBucket,
     BulkResult,
@@ -30,6 +30,7 @@ from store.records import (
     StoredReflection,
     TraceDetail,
     TracePage,
+    TrafficSpend,
 )
 from store.rules import ACTIONS as RULE_ACTIONS
 
@@ -89,6 +90,12 @@ ROUTES = (
         query=skillbooks.DaysQuery,
     ),
     AdminRoute(
+        "GET", "/skillbooks/{skillbook}/spend", traces.traffic_spend,
+        "What the skillbook's proxied traffic cost in USD (the model's published prices) per "
+        "UTC day, and in all; traces of unknown price are counted, not summed",
+        response=TrafficSpend, query=SpendQuery,
+    ),
+    AdminRoute(
         "GET", "/skillbooks/{skillbook}/settings", skillbooks.get_settings, "Read settings",
         response=skillbooks.SettingsView,
     ),
@@ -118,7 +125,8 @@ ROUTES = (
     ),
     AdminRoute(
         "GET", "/skillbooks/{skillbook}/export", transfer.export_skillbook,
-        "Export (JSON document, or Markdown for reading)", response=dict[str, Any],
+        "Export: the JSON document, Markdown for reading, or for other tools (AGENTS.md, "
+        "CLAUDE.md, Agent Skills, Langfuse)", response=dict[str, Any],
         query=transfer.ExportQuery, text="text/markdown",
     ),
     AdminRoute(
@@ -159,7 +167,7 @@ ROUTES = (
     ),
     AdminRoute(
         "GET", "/traces/activity", traces.traffic_activity,
-        "Requests and errors per time bucket", response=ActivityBucket, listed=True,
+        "Requests, errors and cost in USD per time bucket", response=ActivityBucket, listed=True,
         query=ActivityQuery,
     ),
     AdminRoute(

@@ -1,4 +1,4 @@
-"""The query parameters the trace listing takes, as a model the handler and the OpenAPI share."""
+"""The query parameters the trace routes take, as models the handlers and the OpenAPI share."""
 
 from __future__ import annotations
 
@@ -15,6 +15,10 @@ class ActivityQuery(Query):
     skillbook: str | None = Field(default=None, pattern=NAME_PATTERN)
     since: float | None = Field(default=None, allow_inf_nan=False, description="default: a day ago")
     bucket_s: int = Field(default=3600, ge=60, le=86400)
+
+
+class SpendQuery(Query):
+    days: int = Field(default=30, ge=1, le=3660, description="UTC days back from now")
 
 
 class TracesQuery(Query):

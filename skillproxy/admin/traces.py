@@ -1,4 +1,5 @@
-"""Admin handlers for traces: newest first, paged by time, one with its bodies and feedback."""
+"""Admin handlers for traces: newest first, paged by time, one with its bodies and feedback,
+traffic over time, and what a skillbook's traffic cost."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import time
 from aiohttp import web
 
 from skillproxy.admin.guard import AdminError
-from skillproxy.admin.requests import query_of, state_of
-from skillproxy.admin.trace_queries import ActivityQuery, TracesQuery
+from skillproxy.admin.requests import query_of, skillbook_name, state_of
+from skillproxy.admin.trace_queries import ActivityQuery, SpendQuery, TracesQuery
 from store.interfaces import Store
 from store.records import Feedback, Trace, as_json
 
@@ -46,7 +47,7 @@ async def get_trace(request: web.Request) -> web.Response:
 
 
 async def traffic_activity(request: web.Request) -> web.Response:
-    """Requests and errors over time, for the review page's chart."""
+    """Requests, errors and cost over time, for the review page's chart."""
     asked = query_of(request, ActivityQuery)
     since = asked.since if asked.since is not None else time.time() - 86400
     rows = await state_of(request).store.run(
@@ -55,3 +56,13 @@ async def traffic_activity(request: web.Request) -> web.Response:
         )
     )
     return web.json_response({"data": as_json(rows)})
+
+
+async def traffic_spend(request: web.Request) -> web.Response:
+    """What the skillbook's proxied traffic cost per UTC day over the last `days`, and in all.
+    The window starts at the first second of the oldest day, so each day listed is whole."""
+    name = skillbook_name(request)
+    days = query_of(request, SpendQuery).days
+    since = (int(time.time()) // 86400 - days + 1) * 86400
+    spend = await state_of(request).store.run(lambda s: s.traces.spend(name, since=since))
+    return web.json_response(as_json(spend))

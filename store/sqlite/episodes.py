@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlite_utils
 
-from store.columns import TRACE_COLUMNS
+from store.columns import PRICED_COLUMNS
 from store.errors import NotFound
 from store.feedback_labels import NEGATIVE_LABELS, NEGATIVE_SCORE_BELOW
 from store.records import Cursor, Episode, Feedback, GroupingPlan, GroupingTrace, Trace
@@ -124,11 +124,11 @@ class SQLiteEpisodes:
 
     def traces(self, episode_id: str) -> list[Trace]:
         rows = self._db.conn.execute(
-            f"SELECT {', '.join(TRACE_COLUMNS)} FROM traces WHERE episode_id = ? "
+            f"SELECT {', '.join(PRICED_COLUMNS)} FROM traces WHERE episode_id = ? "
             "ORDER BY created_at, id",
             (episode_id,),
         )
-        return [decode_trace(TRACE_COLUMNS, row) for row in rows]
+        return [decode_trace(PRICED_COLUMNS, row) for row in rows]
 
     def feedback(self, episode_id: str) -> list[Feedback]:
         episode = self.get(episode_id)

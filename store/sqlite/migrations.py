@@ -304,8 +304,15 @@ def m005_learner_care(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX reflections_episode ON reflections (episode_id)")
 
 
+def m006_trace_cost(db: sqlite_utils.Database) -> None:
+    """What each exchange cost in USD, filled by the trace sink from the model's published
+    prices. Rows written before stay NULL (unknown): pricing them needs the price table, which
+    lives above the store (`core.prices`), and the store must not reach up for it."""
+    db.execute("ALTER TABLE traces ADD COLUMN cost_usd REAL")
+
+
 MIGRATIONS: list[Migration] = [
-    m001_traces, m002_skillbooks, m003_learner, m004_trust, m005_learner_care,
+    m001_traces, m002_skillbooks, m003_learner, m004_trust, m005_learner_care, m006_trace_cost,
 ]  # fmt: skip
 
 

@@ -15,23 +15,30 @@ from typing import Any
 
 import sqlite_utils
 
-from store.columns import TRACE_COLUMNS
+from store.columns import PRICED_COLUMNS, TRACE_COLUMNS
 from store.errors import StoreUnavailable
-from store.records import ActivityBucket, Trace, TraceSummary
+from store.records import ActivityBucket, DailyTraffic, Trace, TraceSummary, TrafficSpend
 from store.sqlite.skillbooks import ENSURE_SKILLBOOK
 from store.sqlite.transaction import write_transaction
 
 _SKILLBOOK = TRACE_COLUMNS.index("skillbook")
 _STATUS, _ERROR, _TTFB = (TRACE_COLUMNS.index(c) for c in ("status", "error", "ttfb_ms"))
-SUMMARY_COLUMNS = tuple(c for c in TRACE_COLUMNS if c not in ("request_json", "response_json"))
+SUMMARY_COLUMNS = tuple(c for c in PRICED_COLUMNS if c not in ("request_json", "response_json"))
+COST_DECIMALS = 10
+"""Sums are rounded here, below a millionth of a cent, so float noise never shows."""
 
-# OR IGNORE: a batch is retried whole when the sink fails part-way (or dies after committing but
-# before saying so), and the rows already stored must not fail the retry. Ids are unique by
-# construction (time, a per-process random tag, a counter), so nothing else is ever ignored.
-_INSERT = (
-    f"INSERT OR IGNORE INTO traces ({', '.join(TRACE_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in TRACE_COLUMNS)})"
-)
+
+def _insert(columns: Sequence[str]) -> str:
+    # OR IGNORE: a batch is retried whole when the sink fails part-way (or dies after committing
+    # but before saying so), and the rows already stored must not fail the retry. Ids are unique
+    # by construction (time, a per-process random tag, a counter), so nothing else is ignored.
+    names, marks = ", ".join(columns), ", ".join("?" for _ in columns)
+    return f"INSERT OR IGNORE INTO traces ({names}) VALUES ({marks})"
+
+
+_INSERTS = {len(columns): _insert(columns) for columns in (TRACE_COLUMNS, PRICED_COLUMNS)}
+"""By row length: the sink's rows carry their cost (`PRICED_COLUMNS`); a row as
+`proxy.tracing.row_values` builds it (`TRACE_COLUMNS`) stores it as NULL."""
 
 
 _ROW_ERRORS = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError)
@@ -49,7 +56,8 @@ class SQLiteTraces:
         exception is a row it cannot take, which the caller may store without that value."""
         try:
             with write_transaction(self._db):
-                self._db.conn.executemany(_INSERT, values)
+                if values:
+                    self._db.conn.executemany(_statement(values[0]), values)
                 now = time.time()
                 names = {row[_SKILLBOOK] for row in values if not _refused_here(row)}
                 self._db.conn.executemany(ENSURE_SKILLBOOK, [(name, now) for name in names])
@@ -64,10 +72,10 @@ class SQLiteTraces:
 
     def get(self, trace_id: str) -> Trace | None:
         cursor = self._db.conn.execute(
-            f"SELECT {', '.join(TRACE_COLUMNS)} FROM traces WHERE id = ?", (trace_id,)
+            f"SELECT {', '.join(PRICED_COLUMNS)} FROM traces WHERE id = ?", (trace_id,)
         )
         row = cursor.fetchone()
-        return Trace(**_decode(dict(zip(TRACE_COLUMNS, row, strict=True)))) if row else None
+        return decode_trace(PRICED_COLUMNS, row) if row else None
 
     def newest(
         self,
@@ -106,16 +114,41 @@ class SQLiteTraces:
     def activity(
         self, *, skillbook: str | None, since: float, bucket_s: int
     ) -> list[ActivityBucket]:
-        """Requests and errors per `bucket_s` seconds since `since`, oldest first; buckets
-        with no traffic are left out."""
+        """Requests, errors and known cost per `bucket_s` seconds since `since`, oldest first;
+        buckets with no traffic are left out."""
         clause, params = ("AND skillbook = ?", [skillbook]) if skillbook else ("", [])
         rows = self._db.conn.execute(
             "SELECT CAST(created_at / ? AS INTEGER) * ? AS start, count(*), "
-            "sum(status >= 400 OR error IS NOT NULL) FROM traces "
+            "sum(status >= 400 OR error IS NOT NULL), total(cost_usd) FROM traces "
             f"WHERE created_at >= ? {clause} GROUP BY start ORDER BY start",
             [bucket_s, bucket_s, since, *params],
         ).fetchall()
-        return [ActivityBucket(float(start), int(n), int(errors or 0)) for start, n, errors in rows]
+        return [
+            ActivityBucket(float(start), int(n), int(errors or 0), _usd(cost))
+            for start, n, errors, cost in rows
+        ]
+
+    def spend(self, skillbook: str, *, since: float) -> TrafficSpend:
+        """The skillbook's traffic per UTC day since `since` (days without any left out), with
+        what its priced traces cost, and the totals of those days."""
+        rows = self._db.conn.execute(
+            "SELECT date(created_at, 'unixepoch') AS day, count(*), count(cost_usd), "
+            "total(input_tokens), total(output_tokens), total(cost_usd) FROM traces "
+            "WHERE skillbook = ? AND created_at >= ? GROUP BY day ORDER BY day",
+            [skillbook, since],
+        ).fetchall()
+        days = [
+            DailyTraffic(str(day), int(n), int(priced), int(tin), int(tout), _usd(cost))
+            for day, n, priced, tin, tout, cost in rows
+        ]
+        return TrafficSpend(
+            skillbook=skillbook,
+            since=since,
+            requests=sum(d.requests for d in days),
+            priced=sum(d.priced for d in days),
+            cost_usd=_usd(sum(d.cost_usd for d in days)),
+            days=days,
+        )
 
     def exists(self, trace_id: str) -> bool:
         found = self._db.conn.execute("SELECT 1 FROM traces WHERE id = ?", (trace_id,))
@@ -141,6 +174,22 @@ class SQLiteTraces:
             (session_id,),
         )
         return [str(row[0]) for row in rows]
+
+
+def _statement(row: Sequence[Any]) -> str:
+    """The insert for rows as long as `row`; one of another length is a row the store cannot
+    take (a `sqlite3.ProgrammingError`, like any value of no supported type)."""
+    statement = _INSERTS.get(len(row))
+    if statement is None:
+        raise sqlite3.ProgrammingError(f"a trace row of {len(row)} values, not one of {_LENGTHS}")
+    return statement
+
+
+_LENGTHS = sorted(_INSERTS)
+
+
+def _usd(value: Any) -> float:
+    return round(float(value or 0.0), COST_DECIMALS)
 
 
 def _refused_here(row: Sequence[Any]) -> bool:
