@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeAlias
 
+from skillproxy import exports
 from skillproxy.admin_client import AdminAPIError, AdminClient
 from skillproxy.cli_output import done, print_json, table, terminal_width, time_of
 from skillproxy.episodes_cli import add_episode_commands
@@ -27,6 +28,8 @@ URL_VARIABLE = "SKILLPROXY_URL"
 TOKEN_VARIABLE = "SKILLPROXY_ADMIN__TOKEN"  # the variable `serve` reads admin.token from
 ACTOR_VARIABLE = "SKILLPROXY_ACTOR"
 STATUSES = ("pending", "active", "rejected", "archived")
+EXPORT_FORMATS = ("json", "markdown", "agents-md", "claude-md", "skill-md", "langfuse")
+FILE_KINDS: dict[str, exports.FileKind] = {"agents-md": "agents", "claude-md": "claude"}
 ACTIONS = {  # action: (past tense, help)
     "approve": ("approved", "make a pending or rejected skill active"),
     "reject": ("rejected", "reject a pending skill"),
@@ -44,6 +47,10 @@ Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 class CommandError(Exception):
     """A failure on this side of the API, such as an import file that is not JSON."""
+
+
+class UsageError(CommandError):
+    """Arguments that do not go together (exit status 2, as argparse's own refusals)."""
 
 
 def add_admin_commands(subparsers: Subparsers) -> None:
@@ -104,9 +111,29 @@ def add_admin_commands(subparsers: Subparsers) -> None:
     prompt.add_argument("--model", help="count tokens as this model does")
     prompt.add_argument("--query", help="rank for this request text (relevance ranking)")
 
-    export = leaf(subparsers, "export", _export, "write a skillbook as JSON or Markdown", book)
-    export.add_argument("--format", choices=("json", "markdown"), default="json")
-    export.add_argument("-o", "--output", metavar="FILE", help="write here, not to stdout")
+    export = leaf(
+        subparsers, "export", _export,
+        "write a skillbook as JSON, Markdown, an AGENTS.md/CLAUDE.md section, Agent Skills "
+        "folders or a Langfuse prompt",
+    )  # fmt: skip
+    export.add_argument(
+        "name",
+        nargs="?",
+        metavar="SKILLBOOK",
+        help="the skillbook (or --skillbook; default: default)",
+    )
+    export.add_argument("--skillbook", help="the skillbook, as the other commands name it")
+    export.add_argument("--format", choices=EXPORT_FORMATS, default="json")
+    where = export.add_mutually_exclusive_group()
+    where.add_argument(
+        "-o", "--output", metavar="FILE",
+        help="write here, not to stdout (agents-md, claude-md: merge into FILE)",
+    )  # fmt: skip
+    where.add_argument(
+        "--out", metavar="DIR",
+        help="agents-md, claude-md: merge into DIR/AGENTS.md or DIR/CLAUDE.md; "
+        "skill-md (required): write DIR/<folder>/SKILL.md",
+    )  # fmt: skip
     imports = leaf(subparsers, "import", _import, "load a JSON export into a skillbook")
     imports.add_argument("file", metavar="FILE", help="a JSON export, or - for stdin")
     imports.add_argument(
@@ -136,14 +163,16 @@ def run_admin_command(args: argparse.Namespace) -> int:
             command(client, args)
     except AdminAPIError as exc:
         return _fail(_describe(exc))
+    except UsageError as exc:
+        return _fail(str(exc), status=2)
     except (CommandError, OSError) as exc:
         return _fail(str(exc))
     return 0
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, status: int = 1) -> int:
     print(f"skillproxy: {message}", file=sys.stderr)
-    return 1
+    return status
 
 
 def _describe(exc: AdminAPIError) -> str:
@@ -312,17 +341,116 @@ def _prompt(client: AdminClient, args: argparse.Namespace) -> None:
 
 
 def _export(client: AdminClient, args: argparse.Namespace) -> None:
+    skillbook = _export_skillbook(args)
+    problem = _export_problem(args.format, args.output, args.out)
+    if problem:
+        raise UsageError(problem)
+    if args.format in FILE_KINDS:
+        return _export_section(client, args, skillbook)
+    if args.format == "skill-md":
+        return _export_skill_folders(client, Path(args.out), skillbook)
     if args.format == "markdown":
-        text = client.export(args.skillbook, "markdown")
+        text = client.export(skillbook, "markdown")
     else:
-        text = json.dumps(client.export(args.skillbook, "json"), indent=2, ensure_ascii=False)
+        document = client.export(skillbook, "langfuse" if args.format == "langfuse" else "json")
+        text = json.dumps(document, indent=2, ensure_ascii=False)
     if not text.endswith("\n"):
         text += "\n"
     if args.output is None:
         sys.stdout.write(text)
-        return
+        return None
     Path(args.output).write_text(text, encoding="utf-8")
-    print(f"wrote skillbook {args.skillbook} to {args.output}", file=sys.stderr)
+    print(f"wrote skillbook {skillbook} to {args.output}", file=sys.stderr)
+    return None
+
+
+def _export_skillbook(args: argparse.Namespace) -> str:
+    """`export S` and `export --skillbook S` both work; naming two is refused."""
+    if args.name and args.skillbook and args.name != args.skillbook:
+        raise UsageError(
+            f"two skillbooks named ({args.name!r} and --skillbook {args.skillbook!r}): give one"
+        )
+    name: str = args.name or args.skillbook or "default"
+    return name
+
+
+def _export_problem(kind: str, output: str | None, out: str | None) -> str | None:
+    if kind == "skill-md" and out is None:
+        return "--format skill-md writes a folder per section: give --out DIR"
+    if out is not None and kind not in (*FILE_KINDS, "skill-md"):
+        return f"--out DIR is for agents-md, claude-md and skill-md: give -o FILE for {kind}"
+    return None
+
+
+def _export_section(client: AdminClient, args: argparse.Namespace, skillbook: str) -> None:
+    """Print the section, or merge it into a file, leaving the rest of the file as it was."""
+    section = client.export(skillbook, args.format)
+    if args.out is None and args.output is None:
+        sys.stdout.write(section)
+        return
+    if args.out is not None and not Path(args.out).is_dir():
+        raise CommandError(f"--out {args.out}: no such directory")
+    name = exports.FILE_NAMES[FILE_KINDS[args.format]]
+    target = Path(args.out) / name if args.out is not None else Path(args.output)
+    existing = _read_text(target) if target.exists() else None
+    try:
+        merged = exports.merge_into(existing, section, skillbook)
+    except ValueError as exc:
+        raise CommandError(f"{target}: {exc}") from None
+    if merged == existing:
+        print(f"{target} already has skillbook {skillbook} as it is", file=sys.stderr)
+        return
+    target.write_bytes(merged.encode("utf-8"))  # in place: a symlinked CLAUDE.md stays one
+    verb = "updated" if existing and exports.markers(skillbook)[0] in existing else "added"
+    print(f"{verb} skillbook {skillbook}'s section in {target}", file=sys.stderr)
+
+
+def _read_text(path: Path) -> str:
+    """The file's text with its line endings as they are (CRLF stays CRLF)."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise CommandError(f"{path} is not UTF-8 text: not touching it") from None
+
+
+def _export_skill_folders(client: AdminClient, root: Path, skillbook: str) -> None:
+    """Write every folder, or none if one would overwrite a SKILL.md that is not ours."""
+    folders = client.export(skillbook, "skill-md").get("folders") or {}
+    targets = {root / name / "SKILL.md": text for name, text in folders.items()}
+    for name in folders:
+        if not exports.SKILL_NAME.match(name):  # a folder name must not climb out of root
+            raise CommandError(f"the proxy answered an invalid skill name {name!r}")
+    for path in targets:
+        if path.exists():
+            _refuse_foreign(path, skillbook)
+    for path, text in targets.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(text.encode("utf-8"))
+    print(
+        f"wrote {len(targets)} skill folders of skillbook {skillbook} under {root}", file=sys.stderr
+    )
+    stale = sorted(
+        path.parent.name
+        for path in root.glob("*/SKILL.md")
+        if path not in targets and _owner(path) == skillbook
+    )
+    if stale:
+        print(f"no longer in the skillbook, left as they are: {', '.join(stale)}", file=sys.stderr)
+
+
+def _owner(path: Path) -> str | None:
+    """The skillbook skillproxy exported this SKILL.md from; None if a person wrote it."""
+    return exports.generated_skillbook(path.read_bytes().decode("utf-8", errors="replace"))
+
+
+def _refuse_foreign(path: Path, skillbook: str) -> None:
+    owner = _owner(path)
+    if owner is None:
+        raise CommandError(f"{path} exists and skillproxy did not write it: not overwriting it")
+    if owner != skillbook:
+        raise CommandError(
+            f"{path} holds skillbook {owner!r}, not {skillbook!r}: not overwriting it"
+        )
 
 
 def _import(client: AdminClient, args: argparse.Namespace) -> None:

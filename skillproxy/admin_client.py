@@ -22,6 +22,9 @@ from urllib.parse import quote
 import httpx
 
 Action = Literal["approve", "reject", "archive", "restore"]
+TextFormat = Literal["markdown", "agents-md", "claude-md"]
+ExportFormat = Literal["json", "markdown", "agents-md", "claude-md", "skill-md", "langfuse"]
+TEXT_FORMATS = ("markdown", "agents-md", "claude-md")
 
 
 class AdminAPIError(Exception):
@@ -187,16 +190,18 @@ class AdminClient:
     # export and import
 
     @overload
-    def export(self, skillbook: str, format: Literal["json"] = ...) -> dict[str, Any]: ...
+    def export(
+        self, skillbook: str, format: Literal["json", "skill-md", "langfuse"] = ...
+    ) -> dict[str, Any]: ...
 
     @overload
-    def export(self, skillbook: str, format: Literal["markdown"]) -> str: ...
+    def export(self, skillbook: str, format: TextFormat) -> str: ...
 
-    def export(
-        self, skillbook: str, format: Literal["json", "markdown"] = "json"
-    ) -> dict[str, Any] | str:
+    def export(self, skillbook: str, format: ExportFormat = "json") -> dict[str, Any] | str:
+        """The JSON document by default; `skill-md` is `{"folders": {name: SKILL.md text}}`,
+        `langfuse` a prompt object, and the text formats are Markdown as the API sends it."""
         response = self._send("GET", f"skillbooks/{_segment(skillbook)}/export", {"format": format})
-        return response.text if format == "markdown" else self._decode(response)
+        return response.text if format in TEXT_FORMATS else self._decode(response)
 
     def import_(
         self,

@@ -1,4 +1,5 @@
-"""Admin handlers to export a skillbook (JSON, lossless; Markdown, for reading) and import one.
+"""Admin handlers to export a skillbook (JSON, lossless; Markdown, for reading; the formats
+of `skillproxy.exports` for other tools) and import one.
 
 An export of one skillbook imports into another on the same proxy: skill ids another
 skillbook already uses are given new ones (the answer's `remapped` lists them), and a second
@@ -12,6 +13,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import Field
 
+from skillproxy import exports
 from skillproxy.admin.guard import AdminError, read_json
 from skillproxy.admin.requests import (
     Body,
@@ -34,8 +36,19 @@ class SkillbookDocument(Body):
     skills: list[dict[str, Any]]
 
 
+ExportFormat = Literal["json", "markdown", "agents-md", "claude-md", "skill-md", "langfuse"]
+
+
 class ExportQuery(Query):
-    format: Literal["json", "markdown"] = "json"
+    format: ExportFormat = Field(
+        default="json",
+        description=(
+            "json: the lossless document import reads; markdown: every active and pending "
+            "skill, for reading; agents-md, claude-md: the active skills as a marked section "
+            'of an AGENTS.md or CLAUDE.md (text); skill-md: `{"folders": {name: SKILL.md}}`, '
+            "an Agent Skills folder per section; langfuse: a Langfuse text prompt"
+        ),
+    )
 
 
 class ImportQuery(Query):
@@ -45,10 +58,21 @@ class ImportQuery(Query):
 async def export_skillbook(request: web.Request) -> web.Response:
     state, name = state_of(request), skillbook_name(request)
     kind = query_of(request, ExportQuery).format
-    if kind == "json":
-        return web.json_response(await state.store.run(lambda s: s.transfer.export_json(name)))
-    text = await state.store.run(lambda s: s.transfer.export_markdown(name))
-    return web.Response(text=text, content_type="text/markdown")
+    if kind == "markdown":
+        text = await state.store.run(lambda s: s.transfer.export_markdown(name))
+        return web.Response(text=text, content_type="text/markdown")
+    document = await state.store.run(lambda s: s.transfer.export_json(name))
+    if kind in ("agents-md", "claude-md"):
+        section = exports.agents_md_section(document, file_kind=_FILE_KINDS[kind])
+        return web.Response(text=section, content_type="text/markdown")
+    if kind == "skill-md":
+        return web.json_response({"folders": exports.skill_folders(document)})
+    if kind == "langfuse":
+        return web.json_response(exports.langfuse_prompt(document))
+    return web.json_response(document)
+
+
+_FILE_KINDS: dict[str, exports.FileKind] = {"agents-md": "agents", "claude-md": "claude"}
 
 
 async def import_skillbook(request: web.Request) -> web.Response:
