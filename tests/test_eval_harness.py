@@ -1,7 +1,8 @@
 """`skillproxy eval tau2`, end to end on scripted models.
 
 Covers skillproxy/eval/harness.py, skillproxy/eval/plan.py, skillproxy/eval/fixture.py,
-skillproxy/eval/services.py, skillproxy/eval/placebo.py and skillproxy/eval/cli.py.
+skillproxy/eval/services.py, skillproxy/eval/placebo.py, skillproxy/eval/checks.py and
+skillproxy/eval/cli.py.
 
 The run is real: τ²-bench's orchestrator, user simulator and evaluator in `.venv-tau2`, a
 `skillproxy serve` and `skillproxy learn` on loopback, the scripted models' server. Only the

@@ -71,7 +71,10 @@ def describe(domain: str) -> Domain:
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no message"])[-1]
         raise FixtureError(f"τ²-bench at {python} failed: {last}; {FIX}")
-    info = json.loads(done.stdout)
+    try:
+        info = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        raise FixtureError(f"τ²-bench at {python} answered with no JSON; {FIX}") from None
     return Domain(
         name=domain,
         splits=info["splits"],

@@ -409,6 +409,7 @@ class Harness:
             resamples=self.plan.resamples,
             seed=self.plan.seed,
         )
+        report["fixture"] = {"tau2_version": self.domain.version, "seed": self.plan.seed}
         evidence = {s["id"]: s["evidence"] for s in learning["skills"]}
         with self._admin() as admin:
             report["checks"] = run_checks(admin, self._phases(), self.plan.trials, evidence)
