@@ -14,8 +14,9 @@ import os
 import sys
 import textwrap
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, BinaryIO, TypeAlias
 
 from skillproxy import exports
 from skillproxy.admin_client import AdminAPIError, AdminClient
@@ -28,6 +29,8 @@ URL_VARIABLE = "SKILLPROXY_URL"
 TOKEN_VARIABLE = "SKILLPROXY_ADMIN__TOKEN"  # the variable `serve` reads admin.token from
 ACTOR_VARIABLE = "SKILLPROXY_ACTOR"
 STATUSES = ("pending", "active", "rejected", "archived")
+TRACE_FORMATS = ("openai-jsonl", "anthropic-jsonl")
+IMPORT_CHUNK = 64 * 1024
 EXPORT_FORMATS = ("json", "markdown", "agents-md", "claude-md", "skill-md", "langfuse")
 FILE_KINDS: dict[str, exports.FileKind] = {"agents-md": "agents", "claude-md": "claude"}
 ACTIONS = {  # action: (past tense, help)
@@ -149,6 +152,15 @@ def add_admin_commands(subparsers: Subparsers) -> None:
     trace_list.add_argument("--limit", type=int, default=50, help="at most N (1-500)")
     trace_list.add_argument("--before", type=float, help="older than this created_at (paging)")
     leaf(traces, "show", _show_trace, "show one trace with its bodies").add_argument("id")
+    trace_import = leaf(
+        traces, "import", _import_traces,
+        "import conversations from a JSONL file as traces the learner learns from",
+    )  # fmt: skip
+    trace_import.add_argument("file", metavar="FILE", help="a JSONL file, or - for stdin")
+    trace_import.add_argument("--format", choices=TRACE_FORMATS, required=True)
+    trace_import.add_argument(
+        "--skillbook", default="default", help="skillbook name (default: default)"
+    )
     add_skillbook_commands(subparsers, leaf)
     add_episode_commands(subparsers, leaf)
 
@@ -523,3 +535,44 @@ def _show_trace(client: AdminClient, args: argparse.Namespace) -> None:
         print(f"\n{title}")
         text = body if isinstance(body, str) else json.dumps(body, indent=2, ensure_ascii=False)
         print(textwrap.indent(text, "  "))
+
+
+def _import_traces(client: AdminClient, args: argparse.Namespace) -> None:
+    """Stream the file in chunks (never read whole); progress on stderr, the summary on
+    stdout; exit 1 after the import when any line failed."""
+    source = "stdin" if args.file == "-" else args.file
+    with _binary(args.file) as stream:
+        chunks = iter(lambda: stream.read(IMPORT_CHUNK), b"")
+        summary = client.import_traces(args.skillbook, chunks, args.format, _progress)
+    failed = summary.get("failed") or []
+    count = int(summary.get("failed_count") or 0)
+    done(
+        args, summary,
+        f"imported {source} into {args.skillbook}: {summary.get('imported', 0)} conversations "
+        f"({summary.get('traces', 0)} traces), {summary.get('skipped', 0)} already imported, "
+        f"{count} failed",
+    )  # fmt: skip
+    if not args.json:
+        for failure in failed:
+            print(f"line {failure['line']}: {failure['error']}", file=sys.stderr)
+        if count > len(failed):
+            print(f"... and {count - len(failed)} more lines failed", file=sys.stderr)
+    if summary.get("error"):
+        raise CommandError(str(summary["error"]))
+    if count:
+        raise CommandError(f"{count} lines of {source} failed; the others were imported")
+
+
+def _binary(path: str) -> AbstractContextManager[BinaryIO]:
+    """The file, or stdin left open for whoever else reads it."""
+    if path == "-":
+        return nullcontext(sys.stdin.buffer)
+    return open(path, "rb")
+
+
+def _progress(line: dict[str, Any]) -> None:
+    print(
+        f"read {line.get('line')} lines: {line.get('imported')} imported, "
+        f"{line.get('skipped')} skipped, {line.get('failed')} failed",
+        file=sys.stderr,
+    )

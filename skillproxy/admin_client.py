@@ -14,7 +14,8 @@ copy of it in client-side classes would only drift.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Literal, overload
 from urllib.parse import quote
@@ -25,6 +26,8 @@ Action = Literal["approve", "reject", "archive", "restore"]
 TextFormat = Literal["markdown", "agents-md", "claude-md"]
 ExportFormat = Literal["json", "markdown", "agents-md", "claude-md", "skill-md", "langfuse"]
 TEXT_FORMATS = ("markdown", "agents-md", "claude-md")
+TraceFormat = Literal["openai-jsonl", "anthropic-jsonl"]
+IMPORT_READ_TIMEOUT_S = 300.0
 
 
 class AdminAPIError(Exception):
@@ -211,6 +214,55 @@ class AdminClient:
     ) -> dict[str, Any]:
         path = f"skillbooks/{_segment(skillbook)}/import"
         return self._json("POST", path, {"mode": mode}, body=dict(document))
+
+    def import_traces(
+        self,
+        skillbook: str,
+        chunks: Iterable[bytes],
+        format: TraceFormat,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Stream a JSONL file (`chunks` of it, in order) to the trace import; each progress
+        line goes to `on_progress`, and the summary is returned. The read timeout is long:
+        the proxy answers as it commits batches, which a slow store may take a while over."""
+        path = f"skillbooks/{_segment(skillbook)}/traces/import"
+        timeout = httpx.Timeout(self._http.timeout.connect, read=IMPORT_READ_TIMEOUT_S)
+        headers = {"Content-Type": "application/x-ndjson"}
+        request = self._http.build_request(
+            "POST", path, params={"format": format}, content=chunks, headers=headers,
+            timeout=timeout,
+        )  # fmt: skip
+        try:
+            response = self._http.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            raise AdminAPIError(0, "timeout", f"skillproxy at {self.url}: {exc!r}") from None
+        except (httpx.TransportError, httpx.InvalidURL) as exc:
+            raise self._unreachable(exc) from None
+        try:
+            return self._import_answer(response, on_progress)
+        finally:
+            response.close()
+
+    def _import_answer(
+        self, response: httpx.Response, on_progress: Callable[[dict[str, Any]], None] | None
+    ) -> dict[str, Any]:
+        if response.is_error:
+            response.read()
+            raise self._refusal(response)
+        try:
+            for text in response.iter_lines():
+                line = json.loads(text) if text.strip() else None
+                if isinstance(line, dict) and line.get("done") is True:
+                    return line
+                if isinstance(line, dict) and on_progress is not None:
+                    on_progress(line)
+        except (httpx.TransportError, ValueError) as exc:
+            raise AdminAPIError(
+                0, "interrupted", f"the import answer from {self.url} broke off: {exc}"
+            ) from None
+        raise AdminAPIError(
+            0, "interrupted", f"skillproxy at {self.url} ended the import without a summary"
+        )
 
     # episodes
 

@@ -26,6 +26,8 @@ from store.records import (
     FrozenSet,
     GroupingPlan,
     GroupingTrace,
+    ImportedConversation,
+    ImportedTrace,
     ImportSummary,
     LearnerRun,
     NewFeedback,
@@ -55,6 +57,24 @@ class TraceRepository(Protocol):
         """Rows in `store.columns.PRICED_COLUMNS` order (the sink's, with their cost) or in
         `TRACE_COLUMNS` order (cost NULL), one length per call; all or none; a row already
         stored is skipped (the trace sink retries a batch whole)."""
+
+    def import_conversations(
+        self,
+        skillbook: str,
+        conversations: Sequence[ImportedConversation],
+        *,
+        settle_s: float,
+    ) -> list[bool]:
+        """Each conversation's turns as 200 traces of `skillbook` sharing its session, marked
+        with its source, and its score or label as session feedback; True for each stored,
+        False for each whose source id the skillbook already imported. All or none. Placed at
+        the commit's time less `settle_s` (as far back as grouping may not yet have read)
+        and past the grouping cursor, so grouping sees them on its next pass."""
+        ...
+
+    def imported(self, skillbook: str, *, limit: int = 1000) -> list[ImportedTrace]:
+        """The skillbook's imported traces, oldest first."""
+        ...
 
     def get(self, trace_id: str) -> Trace | None: ...
 

@@ -547,3 +547,48 @@ class ReflectedEpisode:
     operations: list[SkillOperation]
     reflection: dict[str, Any]
     counts: RunCounts
+
+
+# Imported conversations
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedTurn:
+    """One assistant turn of an imported conversation, as the trace the proxy would have
+    logged for it: the request up to that turn and the turn as the response, JSON text in the
+    wire format's own shape (`format`: chat, messages)."""
+
+    format: str
+    path: str
+    model: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    request_json: str
+    response_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedConversation:
+    """One line of an imported file: its turns, the session they share, and its verdict.
+
+    `source_id` names the line whatever file it came in (its own id, or a hash of its JSON),
+    so a second import of it is skipped; `source` says where it came from
+    (`import:openai-jsonl`)."""
+
+    source: str
+    source_id: str
+    session_id: str
+    turns: tuple[ImportedTurn, ...]
+    score: float | None = None
+    label: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedTrace:
+    """A trace an import wrote, with the line it came from."""
+
+    trace_id: str
+    source: str
+    source_id: str
+    session_id: str | None
+    created_at: float

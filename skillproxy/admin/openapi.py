@@ -179,6 +179,15 @@ def _operation(route: AdminRoute, index: int, schemas: _Schemas) -> dict[str, An
             "required": True,
             "content": {"application/json": {"schema": body}},
         }
+    if route.body_text is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "description": "Read as it arrives; one JSON object is a file of one line.",
+            "content": {
+                route.body_text: {"schema": {"type": "string"}},
+                "application/json": {"schema": {"type": "object"}},
+            },
+        }
     answer = schemas.ref(("response", index))
     if answer is not None and route.listed:
         answer = {"type": "object", "properties": {"data": answer}, "required": ["data"]}

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from skillproxy.admin import episodes, learner, skillbooks, skills, traces, transfer
+from skillproxy.admin import episodes, imports, learner, skillbooks, skills, traces, transfer
 from skillproxy.admin.guard import AdminError, Handler, guarded
 from skillproxy.admin.openapi import openapi_document
 from skillproxy.admin.trace_queries import ActivityQuery, SpendQuery, TracesQuery
@@ -54,6 +54,9 @@ class AdminRoute:
     listed: bool = False
     text: str | None = None
     """A text media type the route may answer with instead of JSON (export's Markdown)."""
+    body_text: str | None = None
+    """A text media type the route's body may be instead of one JSON value (the JSONL a trace
+    import streams; one JSON object is a one-line file)."""
 
 
 ROUTES = (
@@ -133,6 +136,13 @@ ROUTES = (
         "POST", "/skillbooks/{skillbook}/import", transfer.import_skillbook,
         "Import a JSON export, of this or another skillbook (ids another uses are remapped)",
         transfer.SkillbookDocument, response=ImportSummary, query=transfer.ImportQuery,
+    ),
+    AdminRoute(
+        "POST", "/skillbooks/{skillbook}/traces/import", imports.import_traces,
+        "Import conversations from a JSONL file (the body, streamed) as traces and episodes of "
+        "the skillbook; answers NDJSON: progress per batch, then a summary with failed lines",
+        response=imports.ImportProgress | imports.ImportDone, query=imports.TraceImportQuery,
+        text=imports.NDJSON, body_text=imports.NDJSON,
     ),
     AdminRoute(
         "GET", "/skills/{skill_id}", skills.get_skill, "Show a skill, evidence, history",

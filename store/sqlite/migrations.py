@@ -311,8 +311,33 @@ def m006_trace_cost(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE traces ADD COLUMN cost_usd REAL")
 
 
+def m007_trace_imports(db: sqlite_utils.Database) -> None:
+    """Conversations imported from files (`skillproxy traces import`): each trace says where
+    it came from (`source`, `source_id`: NULL for proxied traffic), and `trace_imports` holds
+    one row per imported line, keyed by skillbook and the line's source id, so importing it
+    again adds nothing. A table rather than a unique index on `traces.source_id`: one line
+    makes several traces that share its source id, so the key belongs to the line, and the
+    same file may be imported into two skillbooks (an evaluation's arms)."""
+    db.execute("ALTER TABLE traces ADD COLUMN source TEXT")
+    db.execute("ALTER TABLE traces ADD COLUMN source_id TEXT")
+    db.execute(
+        """
+        CREATE TABLE trace_imports (
+            skillbook TEXT NOT NULL,
+            source_id TEXT NOT NULL,
+            source TEXT NOT NULL,
+            session_id TEXT NOT NULL,
+            trace_count INTEGER NOT NULL,
+            imported_at REAL NOT NULL,
+            PRIMARY KEY (skillbook, source_id)
+        ) WITHOUT ROWID
+        """
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m001_traces, m002_skillbooks, m003_learner, m004_trust, m005_learner_care, m006_trace_cost,
+    m007_trace_imports,
 ]  # fmt: skip
 
 

@@ -7,6 +7,7 @@ its SQL live in one place. Bodies are stored as JSON text exactly as received.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import sqlite3
 import time
@@ -17,7 +18,15 @@ import sqlite_utils
 
 from store.columns import PRICED_COLUMNS, TRACE_COLUMNS
 from store.errors import StoreUnavailable
-from store.records import ActivityBucket, DailyTraffic, Trace, TraceSummary, TrafficSpend
+from store.records import (
+    ActivityBucket,
+    DailyTraffic,
+    ImportedConversation,
+    ImportedTrace,
+    Trace,
+    TraceSummary,
+    TrafficSpend,
+)
 from store.sqlite.skillbooks import ENSURE_SKILLBOOK
 from store.sqlite.transaction import write_transaction
 
@@ -39,6 +48,27 @@ def _insert(columns: Sequence[str]) -> str:
 _INSERTS = {len(columns): _insert(columns) for columns in (TRACE_COLUMNS, PRICED_COLUMNS)}
 """By row length: the sink's rows carry their cost (`PRICED_COLUMNS`); a row as
 `proxy.tracing.row_values` builds it (`TRACE_COLUMNS`) stores it as NULL."""
+
+
+IMPORT_TURN_SPACING_S = 1e-4
+"""Between the turns of one imported conversation: (created_at, id) order is turn order."""
+_IMPORT_COLUMNS = (
+    "id", "created_at", "skillbook", "format", "method", "path", "model", "status",
+    "input_tokens", "output_tokens", "session_id", "request_json", "response_json", "source",
+    "source_id",
+)  # fmt: skip
+_INSERT_IMPORTED = (
+    f"INSERT INTO traces ({', '.join(_IMPORT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _IMPORT_COLUMNS)})"
+)
+_INSERT_IMPORT = (
+    "INSERT INTO trace_imports (skillbook, source_id, source, session_id, trace_count, "
+    "imported_at) VALUES (?, ?, ?, ?, ?, ?)"
+)
+_INSERT_FEEDBACK = (
+    "INSERT INTO feedback (trace_id, session_id, skillbook, score, label, comment, created_at) "
+    "VALUES (NULL, ?, ?, ?, ?, NULL, ?)"
+)
 
 
 _ROW_ERRORS = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError)
@@ -69,6 +99,73 @@ class SQLiteTraces:
             raise  # a value of no supported type
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"the trace store cannot be written: {exc}") from exc
+
+    def import_conversations(
+        self,
+        skillbook: str,
+        conversations: Sequence[ImportedConversation],
+        *,
+        settle_s: float,
+    ) -> list[bool]:
+        """Store each conversation not imported into `skillbook` before, with its feedback;
+        True for each stored, False for each already there. One transaction for the batch.
+
+        Times: grouping reads traces in (created_at, id) order, up to the clock less
+        `settle_s`, and never goes back past its cursor. An imported conversation is old,
+        but a trace written behind the cursor, or behind where a grouping pass already in
+        flight reads to, would never join an episode: so its turns start at this commit's
+        time less `settle_s` (grouped on the next pass; ready once `episode_idle_s` has
+        passed, like any conversation), or just past the cursor if that is later, and follow
+        each other `IMPORT_TURN_SPACING_S` apart. Trace ids are derived from the skillbook,
+        the source id and the turn, so a retried batch cannot write one twice."""
+        stored: list[bool] = []
+        with write_transaction(self._db):
+            conn = self._db.conn
+            cursor = conn.execute("SELECT created_at FROM grouping_cursor WHERE id = 1").fetchone()
+            now = time.time()
+            start = now - settle_s
+            if cursor is not None:
+                start = max(start, cursor[0] + IMPORT_TURN_SPACING_S)
+            conn.execute(ENSURE_SKILLBOOK, (skillbook, now))
+            for conversation in conversations:
+                stored.append(self._import_one(skillbook, conversation, start, now))
+        return stored
+
+    def _import_one(
+        self, skillbook: str, conversation: ImportedConversation, start: float, now: float
+    ) -> bool:
+        conn, c = self._db.conn, conversation
+        seen = conn.execute(
+            "SELECT 1 FROM trace_imports WHERE skillbook = ? AND source_id = ?",
+            (skillbook, c.source_id),
+        )
+        if seen.fetchone() is not None:
+            return False
+        rows = [
+            (
+                imported_trace_id(skillbook, c.source_id, n), start + n * IMPORT_TURN_SPACING_S,
+                skillbook, t.format, "POST", t.path, t.model, 200, t.input_tokens,
+                t.output_tokens, c.session_id, t.request_json, t.response_json, c.source,
+                c.source_id,
+            )
+            for n, t in enumerate(c.turns)
+        ]  # fmt: skip
+        conn.executemany(_INSERT_IMPORTED, rows)
+        conn.execute(
+            _INSERT_IMPORT, (skillbook, c.source_id, c.source, c.session_id, len(rows), now)
+        )
+        if c.score is not None or c.label is not None:
+            conn.execute(_INSERT_FEEDBACK, (c.session_id, skillbook, c.score, c.label, now))
+        return True
+
+    def imported(self, skillbook: str, *, limit: int = 1000) -> list[ImportedTrace]:
+        """The skillbook's imported traces, oldest first."""
+        rows = self._db.conn.execute(
+            "SELECT id, source, source_id, session_id, created_at FROM traces "
+            "WHERE skillbook = ? AND source IS NOT NULL ORDER BY created_at, id LIMIT ?",
+            (skillbook, limit),
+        )
+        return [ImportedTrace(*row) for row in rows]
 
     def get(self, trace_id: str) -> Trace | None:
         cursor = self._db.conn.execute(
@@ -174,6 +271,13 @@ class SQLiteTraces:
             (session_id,),
         )
         return [str(row[0]) for row in rows]
+
+
+def imported_trace_id(skillbook: str, source_id: str, turn: int) -> str:
+    """`tr_imp_` (never a proxied id: those are hex after `tr_`), a hash of the line's
+    skillbook and source id, and the turn."""
+    digest = hashlib.sha256(f"{skillbook}\0{source_id}".encode()).hexdigest()[:20]
+    return f"tr_imp_{digest}_{turn:04d}"
 
 
 def _statement(row: Sequence[Any]) -> str:
