@@ -343,13 +343,18 @@ def test_review_waits_for_a_person_then_goes_on(tmp_path: Path) -> None:
     assert len(state["learned_ids"]) == 1
 
 
-def test_the_cost_cap_stops_the_run(tmp_path: Path) -> None:
+def capped_harness(folder: Path, max_cost: float) -> Harness:
+    """A harness over `folder` with a cost cap, not started: its checks need no process."""
     plan = make_plan(
-        domain="airline", out=str(tmp_path), agent_model=None, user_model=None,
-        reflector_model=None, scripted=True, arms="baseline", trials=1, max_cost=0.05,
+        domain="airline", out=str(folder), agent_model=None, user_model=None,
+        reflector_model=None, scripted=True, arms="baseline", trials=1, max_cost=max_cost,
     )  # fmt: skip
-    domain = Domain("airline", {}, tmp_path / "tasks.json", tmp_path / "policy.md", "26.3")
-    harness = Harness(plan, domain, lambda line: None)
+    domain = Domain("airline", {}, folder / "tasks.json", folder / "policy.md", "26.3")
+    return Harness(plan, domain, lambda line: None)
+
+
+def test_the_cost_cap_stops_the_run(tmp_path: Path) -> None:
+    harness = capped_harness(tmp_path, max_cost=0.05)
     harness._progress(
         "test-baseline", {"done": 1, "total": 4, "agent_cost": 0.02, "user_cost": 0.01}
     )
@@ -361,12 +366,7 @@ def test_the_cost_cap_stops_the_run(tmp_path: Path) -> None:
 
 def test_a_resumed_run_over_its_cap_stops_before_the_next_phase(tmp_path: Path) -> None:
     """What finished simulations spent is read back from the run folder."""
-    plan = make_plan(
-        domain="airline", out=str(tmp_path), agent_model=None, user_model=None,
-        reflector_model=None, scripted=True, arms="baseline", trials=1, max_cost=0.05,
-    )  # fmt: skip
-    domain = Domain("airline", {}, tmp_path / "tasks.json", tmp_path / "policy.md", "26.3")
-    harness = Harness(plan, domain, lambda line: None)
+    harness = capped_harness(tmp_path, max_cost=0.05)
     (tmp_path / "results").mkdir()
     rows = [{"task_id": str(i), "trial": 0, "agent_cost": 0.02, "user_cost": 0.0} for i in range(3)]
     (tmp_path / "results" / "train-e1.jsonl").write_text(
