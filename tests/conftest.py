@@ -12,8 +12,8 @@ os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 
 from tests.fakes.fixtures import fake_provider
 from tests.fakes.network_guard import install_loopback_guard
-from tests.harness import make_proxy, proxy
+from tests.harness import cli, make_proxy, proxy
 
 install_loopback_guard()
 
-__all__ = ["fake_provider", "make_proxy", "proxy"]
+__all__ = ["cli", "fake_provider", "make_proxy", "proxy"]

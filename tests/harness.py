@@ -154,4 +154,23 @@ def proxy(make_proxy: Callable[..., RunningProxy]) -> RunningProxy:
     return make_proxy()
 
 
-__all__ = ["ADMIN_TOKEN", "TRACE_COLUMNS", "RunningProxy", "make_proxy", "proxy", "proxy_config"]
+Cli = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def cli(proxy: RunningProxy, capsys: pytest.CaptureFixture[str]) -> Cli:
+    """`cli("skills", "list")` runs the command against `proxy`: (exit code, stdout, stderr)."""
+    from skillproxy.cli import main  # the command line, for the tests that drive it
+
+    def run(*argv: str, token: str = ADMIN_TOKEN) -> tuple[int, str, str]:
+        code = main([*argv, "--url", proxy.url, "--token", token])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+__all__ = [
+    "ADMIN_TOKEN", "TRACE_COLUMNS", "Cli", "RunningProxy", "cli", "make_proxy", "proxy",
+    "proxy_config",
+]  # fmt: skip

@@ -9,7 +9,6 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -18,24 +17,10 @@ import pytest
 from core.config import load_config
 from proxy.render import HEADER
 from skillproxy.cli import main
-from tests.harness import ADMIN_TOKEN, RunningProxy
+from tests.harness import ADMIN_TOKEN, Cli, RunningProxy
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTENT = "When a test fails, read the whole traceback before editing code."
-
-Cli = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def cli(proxy: RunningProxy, capsys: pytest.CaptureFixture[str]) -> Cli:
-    """`cli("skills", "list")` runs the command against `proxy`: (exit code, stdout, stderr)."""
-
-    def run(*argv: str, token: str = ADMIN_TOKEN) -> tuple[int, str, str]:
-        code = main([*argv, "--url", proxy.url, "--token", token])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def add_skill(cli: Cli, content: str = CONTENT, *extra: str) -> str:

@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ import httpx
 import pytest
 
 from learner.episodes import group_new_traces
-from skillproxy.cli import main
 from skillproxy.trace_import import (
     MAX_LINE_BYTES,
     ImportFormat,
@@ -31,7 +29,7 @@ from skillproxy.trace_import import (
 )
 from store import open_store
 from tests.fakes import replies
-from tests.harness import ADMIN_TOKEN, RunningProxy
+from tests.harness import ADMIN_TOKEN, Cli, RunningProxy
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "import"
 FILES: dict[ImportFormat, Path] = {
@@ -43,18 +41,6 @@ LESSON = (
     "When a customer asks to return an item, check the return window "
     "before asking for the shipping address."
 )
-
-Cli = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def cli(proxy: RunningProxy, capsys: pytest.CaptureFixture[str]) -> Cli:
-    def run(*argv: str) -> tuple[int, str, str]:
-        code = main([*argv, "--url", proxy.url, "--token", ADMIN_TOKEN])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def lines(path: Path) -> list[dict[str, Any]]:

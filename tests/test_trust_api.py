@@ -11,31 +11,18 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
 from learner.episodes import group_new_traces
-from skillproxy.cli import main
 from store import open_store
-from tests.harness import ADMIN_TOKEN, RunningProxy
+from tests.harness import Cli, RunningProxy
 
 REFUNDS = "When a refund is asked for, check the order date against the return window first."
 TONE = "When the customer is upset, acknowledge the problem before giving any steps."
 SHIPPING = "When shipping is late, give the tracking link before offering a voucher."
-Cli = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def cli(proxy: RunningProxy, capsys: pytest.CaptureFixture[str]) -> Cli:
-    def run(*argv: str) -> tuple[int, str, str]:
-        code = main([*argv, "--url", proxy.url, "--token", ADMIN_TOKEN])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def ask(proxy: RunningProxy, skillbook: str = "support", **headers: str) -> httpx.Response:
