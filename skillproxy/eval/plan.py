@@ -29,6 +29,12 @@ NOOP_MODEL = "noop"
 """The do-nothing agent: served by the scripted models' server in every run, real or not."""
 
 
+def learns(arms: Sequence[str]) -> bool:
+    """Whether these arms need the learning phase: the placebo arm is sized on the learned
+    skills, so it needs it too."""
+    return "learned" in arms or "placebo" in arms
+
+
 class PlanError(ValueError):
     """The run cannot start as asked; the message names the fix, in one line."""
 
@@ -54,8 +60,7 @@ class EvalPlan:
 
     @property
     def learns(self) -> bool:
-        """The placebo arm is sized on the learned skills, so it needs the learning too."""
-        return "learned" in self.arms or "placebo" in self.arms
+        return learns(self.arms)
 
     def fingerprint(self) -> dict[str, Any]:
         """What must match for a run folder to be resumed: everything but how it is watched."""
@@ -164,8 +169,7 @@ def _real_models(
     environ: Mapping[str, str] | None,
 ) -> dict[str, str]:
     needed = {"agent": agent, "user": user, "reflector": reflector}
-    learns = "learned" in arms or "placebo" in arms
-    missing = [n for n, m in needed.items() if not m and (n != "reflector" or learns)]
+    missing = [n for n, m in needed.items() if not m and (n != "reflector" or learns(arms))]
     if missing:
         raise PlanError(
             f"give --{missing[0]}-model (a litellm model string such as openai/gpt-4.1-mini), "
