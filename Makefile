@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 
-.PHONY: setup browser tau2 eval-setup eval eval-offline run test lint bench clean
+.PHONY: setup browser tau2 eval-setup eval eval-offline run test lint bench bench-node clean
 
 setup: $(STAMP)
 
@@ -67,11 +67,26 @@ lint: setup
 	$(VENV)/bin/ruff check skillproxy core proxy learner store tests bench
 	$(VENV)/bin/mypy
 
-# The whole suite, set-up included (8-12 min; LiteLLM goes into bench/.venv-litellm once).
-# `make bench BENCH_ARGS=--quick` is a 1-2 min smoke run into bench/out/RESULTS-quick.md.
+# The whole suite, set-up included (8-12 min; LiteLLM goes into bench/.venv-litellm once,
+# TensorZero into bench/.venv-tensorzero, Portkey's gateway into bench/.node-portkey).
+# `make bench BENCH_ARGS=--quick` is a 1-3 min smoke run into bench/out/RESULTS-quick.md.
 BENCH_ARGS ?=
-bench: setup
+bench: setup bench-node
 	$(PY) bench/run_all.py $(BENCH_ARGS)
+
+# Portkey's gateway runs on Node.js: Debian's nodejs and npm when missing and we may. Never
+# fatal: without Node the suite runs without Portkey and RESULTS.md says why.
+bench-node:
+	@command -v node >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's nodejs and npm for Portkey's gateway (make bench)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm >/dev/null; } || \
+	    echo "could not install nodejs and npm: the benchmark runs without Portkey"; \
+	  else \
+	    echo "Portkey's gateway needs Node.js ('sudo apt-get install nodejs npm'); running without it"; \
+	  fi; }
 
 clean:
 	rm -rf $(VENV) $(TAU2_VENV) .pytest_cache .mypy_cache .ruff_cache

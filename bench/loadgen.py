@@ -59,9 +59,13 @@ def chat_body(stream: bool) -> bytes:
     return json.dumps(body).encode()
 
 
-def request_body(fmt: str, stream: bool) -> bytes:
+def request_body(fmt: str, stream: bool, model: str | None = None) -> bytes:
     """The same turn in `fmt`: Messages puts the system prompt in `system` and needs
-    `max_tokens`; Responses has `instructions` and `input` items."""
+    `max_tokens`; Responses has `instructions` and `input` items. `model` replaces the model
+    name (TensorZero wants `tensorzero::model_name::...`)."""
+    if model is not None:
+        named: dict[str, object] = json.loads(request_body(fmt, stream))
+        return json.dumps({**named, "model": model}).encode()
     if fmt == "chat":
         return chat_body(stream)
     if fmt == "messages":
@@ -169,6 +173,8 @@ async def run(
     requests: int | None = None,
     api_key: str = "sk-bench",
     fmt: str = "chat",
+    model: str | None = None,
+    extra_headers: dict[str, str] | None = None,
 ) -> dict[str, object]:
     stats = Stats(tickets=requests)
     connector = aiohttp.TCPConnector(limit=0)
@@ -178,8 +184,8 @@ async def run(
             warmup, duration = 0.0, MAX_COUNT_MODE_S
         measure_from = time.perf_counter() + warmup
         stop_at = measure_from + duration
-        body = request_body(fmt, stream)
-        headers = request_headers(fmt, api_key)
+        body = request_body(fmt, stream, model)
+        headers = {**request_headers(fmt, api_key), **(extra_headers or {})}
         await asyncio.gather(
             *(
                 worker(session, url, body, measure_from, stop_at, stats, headers)
@@ -216,7 +222,14 @@ def main() -> None:
         "-n", "--requests", type=int, help="count mode: send exactly N requests, then stop"
     )
     parser.add_argument("--api-key", default="sk-bench", help="sent as a bearer token")
+    parser.add_argument("--model", help="model name to send instead of the format's default")
+    parser.add_argument(
+        "--header", action="append", default=[], help="extra request header 'Name: value'"
+    )
     args = parser.parse_args()
+    if any(":" not in h for h in args.header):
+        parser.error("--header must be 'Name: value'")
+    extra = {name.strip(): value.strip() for name, value in (h.split(":", 1) for h in args.header)}
     if not (0 < args.concurrency <= 1024 and 0 < args.duration <= 600 and args.warmup <= 60):
         parser.error("concurrency must be 1..1024, duration 0..600 s, warmup <= 60 s")
     if args.requests is not None and not 0 < args.requests <= 10_000_000:
@@ -231,6 +244,8 @@ def main() -> None:
             args.requests,
             args.api_key,
             args.format,
+            args.model,
+            extra,
         )
     )
     print(json.dumps(report), flush=True)

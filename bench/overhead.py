@@ -1,8 +1,10 @@
-"""Overhead and throughput: the same load against the provider, the floor, skillproxy, LiteLLM.
+"""Overhead and throughput: the same load against the provider, the floor, skillproxy, and the
+other proxies (LiteLLM, TensorZero, Portkey).
 
 Each wire format (Chat Completions, Anthropic Messages, OpenAI Responses) is measured against
-direct, floor and skillproxy; LiteLLM on Chat Completions only. The targets stay defined on
-Chat Completions; the other formats' ratios are further checks.
+direct, floor and skillproxy; LiteLLM, TensorZero and Portkey on the formats (and modes) they
+serve, which is Chat Completions only. The targets stay defined on Chat Completions; the other
+formats' ratios are further checks.
 
 Each cell (format x target x json/stream x clients) runs the load generator in its own process; the
 targets alternate inside each repeat, so a noisy minute hurts all of them alike. Around each
@@ -25,7 +27,7 @@ from loadgen import FORMATS, PATHS
 from procs import BENCH, cpu_seconds
 from report import spread, table, verdict
 
-TARGETS = ("direct", "floor", "skillproxy", "litellm")
+TARGETS = ("direct", "floor", "skillproxy", "litellm", "tensorzero", "portkey")
 MODES = ("json", "stream")
 FIELDS = (
     ("req_per_s", 0),
@@ -45,6 +47,12 @@ clients), after the regular repeats: the paired ratio's spread narrows with the 
 the pairs, and the other targets do not sit near their thresholds."""
 MIN_LITELLM_RATIO = 10.0
 MAX_ADDED_P50_VS_LITELLM = 0.1
+MIN_TENSORZERO_RATIO = 1.0
+"""skillproxy's req/s over TensorZero's at the most clients, in every repeat; and its added p50
+at one client no more than TensorZero's, in every repeat."""
+MIN_STREAM_FLOOR_RATIO = 0.95
+"""skillproxy's streaming req/s over the floor's at the most clients (median of the pairs)."""
+PEERS = {"litellm": "LiteLLM", "tensorzero": "TensorZero", "portkey": "Portkey"}
 
 
 def target_pairs(repeat: int) -> int:
@@ -59,6 +67,9 @@ class Target:
     pid: int
     api_key: str = "sk-bench"
     formats: tuple[str, ...] = FORMATS
+    modes: tuple[str, ...] = MODES
+    model: str | None = None  # sent instead of loadgen's default model name
+    headers: tuple[tuple[str, str], ...] = ()  # extra request headers (Portkey's routing)
 
     def url(self, fmt: str) -> str:
         return self.base + PATHS[fmt]
@@ -90,6 +101,8 @@ def loadgen(
     api_key: str = "sk-bench",
     timeout: float = 120.0,
     fmt: str = "chat",
+    model: str | None = None,
+    headers: tuple[tuple[str, str], ...] = (),
 ) -> dict[str, Any]:
     """Run bench/loadgen.py once; fail loudly on any error response."""
     argv = [sys.executable, str(BENCH / "loadgen.py"), "--url", url, "-c", str(clients)]
@@ -100,6 +113,10 @@ def loadgen(
         argv += ["--format", fmt]
     if requests is not None:
         argv += ["--requests", str(requests)]
+    if model is not None:
+        argv += ["--model", model]
+    for name, value in headers:
+        argv += ["--header", f"{name}: {value}"]
     done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(f"loadgen failed ({done.returncode}):\n{done.stderr[-2000:]}")
@@ -122,6 +139,8 @@ def run_cell(
         api_key=target.api_key,
         timeout=duration + warmup + 120,
         fmt=fmt,
+        model=target.model,
+        headers=target.headers,
     )
     cpu = cpu_seconds(target.pid) - before
     main = cpu_seconds(target.pid, target.pid) - before_main
@@ -155,8 +174,8 @@ def measure(
 ) -> list[Row]:
     rows: list[Row] = []
     for fmt in formats:
-        fmt_targets = [t for t in targets if fmt in t.formats]
         for mode in MODES:
+            fmt_targets = [t for t in targets if fmt in t.formats and mode in t.modes]
             for clients in levels:
                 cells = {t.name: Row(t.name, fmt, mode, clients) for t in fmt_targets}
                 rounds = [fmt_targets] * repeat
@@ -224,6 +243,12 @@ def paired_ratio(of: Row, to: Row, key: str) -> float:
     return statistics.median(x / y for x, y in zip(a, b, strict=True))
 
 
+def pair_ratios(of: Row, to: Row, key: str) -> list[float]:
+    """`of`'s figure over `to`'s, repeat by repeat: run i of both came from round i of `measure`
+    (a row with extra pairs has them after the regular rounds, so they fall outside the zip)."""
+    return [x / y for x, y in zip(of.values(key), to.values(key), strict=False)]
+
+
 def ratio(
     rows: list[Row], mode: str, clients: int, key: str, of: str, to: str, fmt: str = "chat"
 ) -> float:
@@ -252,12 +277,16 @@ def comparisons(rows: list[Row], levels: list[int]) -> tuple[list[str], list[tup
         line = [fmt, mode, str(c), f"{ratio_floor:.2f}", f"{added_floor:+.2f}", f"{added_sp:+.2f}"]
         line.append(f"{sp.median('cpu_s_per_1k') / fl.median('cpu_s_per_1k'):.2f}")
         if c == max(levels) > LATENCY_CLIENTS:
-            ok = ratio_floor >= MIN_FLOOR_RATIO
+            least = MIN_STREAM_FLOOR_RATIO if mode == "stream" else MIN_FLOOR_RATIO
+            pairs = pair_ratios(sp, fl, "req_per_s")
+            below = sum(1 for x in pairs if x < least)
+            ok = ratio_floor >= least
             text = (
                 f"{fmt} {mode}, {c} clients: skillproxy at {ratio_floor:.2f}x the floor's"
-                f" req/s (target >= {MIN_FLOOR_RATIO}x)"
+                f" req/s, {spread(pairs)} over {len(pairs)} pair(s), {below} below"
+                f" (target >= {least}x, median of the pairs)"
             )
-            verdicts.append((fmt == "chat" and mode == "json", verdict(ok, text)))
+            verdicts.append((fmt == "chat", verdict(ok, text)))
         if c == LATENCY_CLIENTS:
             ok = added_floor <= MAX_ADDED_P50_VS_FLOOR_MS
             text = (
@@ -306,3 +335,77 @@ def comparisons(rows: list[Row], levels: list[int]) -> tuple[list[str], list[tup
         "skillproxy / LiteLLM CPU",
     ]
     return table(headers, body, left=3), verdicts
+
+
+def _added(row: Row, direct: Row) -> list[float]:
+    """The row's p50 minus the provider's, repeat by repeat."""
+    return [x - y for x, y in zip(row.values("p50_ms"), direct.values("p50_ms"), strict=False)]
+
+
+def peer_comparisons(
+    rows: list[Row], levels: list[int], peers: tuple[str, ...] = ("tensorzero", "portkey")
+) -> tuple[list[str], list[tuple[bool, str]]]:
+    """skillproxy next to TensorZero and Portkey, cell by cell, with the spread over repeats.
+
+    Every ratio here is taken within a repeat (the targets of one repeat ran back to back) and
+    shown as median (min..max) over the repeats. The TensorZero targets, on Chat Completions
+    JSON and streaming, must hold in every repeat: skillproxy's req/s at the most clients at
+    least TensorZero's, and its added p50 at one client no more than TensorZero's.
+    """
+    cell = {(r.target, r.fmt, r.mode, r.clients): r for r in rows}
+    body: list[list[str]] = []
+    verdicts: list[tuple[bool, str]] = []
+    for peer in peers:
+        name = PEERS[peer]
+        for fmt, mode, c in ((f, m, c) for f in FORMATS for m in MODES for c in levels):
+            other = cell.get((peer, fmt, mode, c))
+            if other is None:
+                continue
+            sp, direct = cell[("skillproxy", fmt, mode, c)], cell[("direct", fmt, mode, c)]
+            rates = pair_ratios(sp, other, "req_per_s")
+            sp_added, other_added = _added(sp, direct), _added(other, direct)
+            body.append(
+                [
+                    fmt,
+                    mode,
+                    str(c),
+                    name,
+                    spread(other.values("req_per_s"), 0),
+                    spread(rates),
+                    spread(other_added),
+                    spread(sp_added),
+                    f"{sp.median('cpu_s_per_1k') / other.median('cpu_s_per_1k'):.2f}",
+                ]
+            )
+            if peer != "tensorzero" or fmt != "chat":
+                continue
+            runs = len(rates)
+            if c == max(levels) > LATENCY_CLIENTS:
+                held = sum(1 for x in rates if x >= MIN_TENSORZERO_RATIO)
+                text = (
+                    f"{fmt} {mode}, {c} clients: skillproxy at {spread(rates)}x TensorZero's"
+                    f" req/s over {runs} repeat(s), >= {MIN_TENSORZERO_RATIO:g}x in {held} of"
+                    f" {runs} (target: >= {MIN_TENSORZERO_RATIO:g}x in every repeat)"
+                )
+                verdicts.append((True, verdict(held == runs, text)))
+            if c == LATENCY_CLIENTS:
+                pairs = list(zip(sp_added, other_added, strict=False))
+                held = sum(1 for mine, theirs in pairs if mine <= theirs)
+                text = (
+                    f"{fmt} {mode}, {c} client(s): skillproxy adds {spread(sp_added)} ms p50 over"
+                    f" the provider, TensorZero {spread(other_added)} ms; skillproxy's <="
+                    f" TensorZero's in {held} of {len(pairs)} repeat(s) (target: every repeat)"
+                )
+                verdicts.append((True, verdict(held == len(pairs), text)))
+    headers = [
+        "format",
+        "mode",
+        "clients",
+        "proxy",
+        "proxy req/s",
+        "skillproxy / proxy req/s",
+        "proxy added p50 ms vs provider",
+        "skillproxy added p50 ms vs provider",
+        "skillproxy / proxy CPU",
+    ]
+    return (table(headers, body, left=4) if body else []), verdicts

@@ -14,6 +14,7 @@ from overhead import (
     Row,
     comparisons,
     cpu_split_table,
+    peer_comparisons,
     results_table,
     target_pairs,
 )
@@ -59,6 +60,11 @@ class Results:
     wall_s: float = 0.0
     litellm_version: str = ""
     litellm_missing: str = ""
+    tensorzero_version: str = ""
+    tensorzero_missing: str = ""
+    portkey_version: str = ""
+    portkey_missing: str = ""
+    portkey_stream_missing: str = ""
     injected: tuple[int, int] = (0, 0)
     overhead: list[Row] = field(default_factory=list)
     profile: tuple[float, list[str]] | None = None
@@ -89,6 +95,32 @@ def _litellm(out: Results) -> str:
     )
 
 
+def _tensorzero(out: Results) -> str:
+    if out.tensorzero_missing or not out.tensorzero_version:
+        return f"**missing**: {out.tensorzero_missing or 'not measured'}"
+    return (
+        f"tensorzero {out.tensorzero_version} (`pip install tensorzero` in "
+        "bench/.venv-tensorzero): the Rust gateway built into the wheel, run by "
+        "`tensorzero._start_http_gateway` in its own process, observability off (no ClickHouse "
+        'or Postgres), model `gpt-4o-mini` routed to the fake provider (`type = "openai"`), '
+        "load sent to `/openai/v1/chat/completions` as `tensorzero::model_name::gpt-4o-mini`; "
+        "Chat Completions only (it serves no Messages or Responses endpoint to clients)"
+    )
+
+
+def _portkey(out: Results) -> str:
+    if out.portkey_missing or not out.portkey_version:
+        return f"**missing**: {out.portkey_missing or 'not measured'}"
+    text = (
+        f"@portkey-ai/gateway {out.portkey_version} (npm, in bench/.node-portkey), one Node "
+        "process, `--headless`, routed per request by `x-portkey-provider: openai` and "
+        "`x-portkey-custom-host`; Chat Completions"
+    )
+    if out.portkey_stream_missing:
+        return f"{text}, non-streaming only: {out.portkey_stream_missing}"
+    return text + ", JSON and streaming"
+
+
 def header(plan: Plan, out: Results) -> list[str]:
     mode = "quick (smoke run; figures are indicative only)" if plan.quick else "full"
     return [
@@ -106,6 +138,8 @@ def header(plan: Plan, out: Results) -> list[str]:
         f"- **Commit**: {_commit()}",
         f"- **Wall time**: {out.wall_s / 60:.1f} min, set-up included",
         f"- **LiteLLM**: {_litellm(out)}",
+        f"- **TensorZero**: {_tensorzero(out)}",
+        f"- **Portkey**: {_portkey(out)}",
     ]
 
 
@@ -116,6 +150,11 @@ def overhead_section(plan: Plan, out: Results) -> tuple[list[str], Verdicts]:
     if not out.overhead:
         return [], []
     compared, verdicts = comparisons(out.overhead, plan.levels)
+    peers, peer_verdicts = peer_comparisons(out.overhead, plan.levels)
+    verdicts += peer_verdicts
+    if "chat" in plan.formats and not any(r.target == "tensorzero" for r in out.overhead):
+        why = out.tensorzero_missing or "not measured"
+        verdicts.append((True, f"**N/A** skillproxy vs TensorZero: TensorZero is missing ({why})"))
     skills, tokens = out.injected
     names = {
         "chat": "Chat Completions (`/v1/chat/completions`)",
@@ -133,7 +172,9 @@ def overhead_section(plan: Plan, out: Results) -> tuple[list[str], Verdicts]:
         f"{plan.skills} active skills created through the admin API, loaded at "
         f"`/sb/{SKILLBOOK}/v1/...`: a check request got `X-Skills-Injected: {skills}` "
         f"(`X-Skill-Tokens: {tokens}`; the default 800-token budget decides how many fit). "
-        "LiteLLM is measured on Chat Completions only. The targets are defined on Chat "
+        "LiteLLM, TensorZero and Portkey are measured on Chat Completions only (the only one "
+        "of the three formats TensorZero serves to clients; Portkey where it runs, see above). "
+        "The targets are defined on Chat "
         "Completions; the other formats' ratios are further checks. "
         "CPU is the target process's "
         "utime + stime (all threads) from /proc over the whole run, warm-up included, per 1,000 "
@@ -150,14 +191,43 @@ def overhead_section(plan: Plan, out: Results) -> tuple[list[str], Verdicts]:
         "",
         *compared,
         "",
+    ]
+    if peers:
+        lines += [
+            "skillproxy next to TensorZero and Portkey. Every ratio and added p50 here is "
+            "taken within a repeat (the targets of a repeat ran back to back) and shown as "
+            "median (min..max) over the repeats; the TensorZero targets must hold in every "
+            "repeat. *Added p50* is the proxy's p50 minus the provider's in the same repeat.",
+            "",
+            *peers,
+            "",
+        ]
+    lines += [
         "Where the CPU goes: the main thread runs the event loop (every request's own work); "
         "the rest is other threads and child processes: in skillproxy the database thread and "
-        "the trace sink process, which builds and inserts the trace rows.",
+        "the trace sink process, which builds and inserts the trace rows; in TensorZero's "
+        "process the main thread is Python waiting, the gateway is the rest (its Tokio "
+        "threads); Portkey's main thread is Node's event loop.",
         "",
         *cpu_split_table(out.overhead),
     ]
     if out.litellm_missing:
         lines += ["", f"LiteLLM is missing from these tables: {out.litellm_missing}"]
+    if out.tensorzero_missing:
+        lines += ["", f"TensorZero is missing from these tables: {out.tensorzero_missing}"]
+    if any(r.target == "tensorzero" and r.mode == "stream" for r in out.overhead):
+        lines += [
+            "",
+            "TensorZero's streamed responses end ~40 ms after their first byte whatever the "
+            "load (compare its ttfb with its p50): its gateway accepts client connections "
+            "without `TCP_NODELAY`, so after the first small SSE write the rest waits for the "
+            "client's delayed ACK (Nagle). That is how this build serves streams, so it is "
+            "measured as it is; see bench/README.md.",
+        ]
+    if out.portkey_missing:
+        lines += ["", f"Portkey is missing from these tables: {out.portkey_missing}"]
+    elif out.portkey_stream_missing:
+        lines += ["", f"Portkey has no streaming rows: {out.portkey_stream_missing}"]
     return lines, verdicts
 
 
@@ -255,8 +325,8 @@ def targets_section(verdicts: Verdicts, profiled: bool) -> list[str]:
     if further:
         lines += [
             "",
-            "Further checks (the streaming floor ratio, the floor latency budget, and the "
-            "Anthropic Messages and OpenAI Responses ratios to the floor):",
+            "Further checks (the floor latency budget, and the Anthropic Messages and OpenAI "
+            "Responses ratios to the floor):",
             "",
         ]
         lines += [f"- {text}" for text in further]

@@ -3,7 +3,8 @@
     .venv/bin/python bench/run_all.py          # full: 8-12 min, writes bench/RESULTS.md
     .venv/bin/python bench/run_all.py --quick  # smoke: 1-2 min, writes bench/out/RESULTS-quick.md
 
-Set-up is part of the run (LiteLLM's proxy is installed once into bench/.venv-litellm). Before
+Set-up is part of the run (LiteLLM's proxy is installed once into bench/.venv-litellm,
+TensorZero into bench/.venv-tensorzero, Portkey's gateway into bench/.node-portkey). Before
 a full run it waits, up to 3 minutes, for the load average to fall below 1.0, since the load
 generator and the servers share the machine's cores. Every process started here is stopped on
 exit, on Ctrl-C and SIGTERM too.
@@ -24,6 +25,7 @@ import learner_probe
 import litellm_proxy
 import memory
 import overhead
+import peers
 import profiling
 import store_bench
 from admin_api import SKILLBOOK, injected, seed_skills
@@ -104,6 +106,7 @@ def run_suite(plan: Plan, workdir: Path, out: Results) -> None:
                     )
                 except litellm_proxy.LiteLLMUnavailable as exc:
                     out.litellm_missing = str(exc)
+            targets += peers.targets(group, upstream, workdir, out, plan.formats)
             out.overhead = overhead.measure(
                 targets,
                 plan.levels,
@@ -227,6 +230,7 @@ def main() -> None:
             )
         except (litellm_proxy.LiteLLMUnavailable, OSError, subprocess.SubprocessError) as exc:
             out.litellm_missing = f"not installed: {exc}"
+        peers.install(out, progress)
     out.load_at_start = wait_for_quiet() if not plan.quick else f"{os.getloadavg()[0]:.2f}"
     try:
         with tempfile.TemporaryDirectory(prefix="skillproxy-bench-") as tmp:
