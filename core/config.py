@@ -11,6 +11,7 @@ the running proxy is), never by the server, so `serve` passes them over.
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import json
 import os
@@ -21,7 +22,15 @@ from pathlib import Path
 from typing import Any, Literal, get_origin
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from store.url import StoreURL, StoreURLError, hide_password, parse_store_url
 
@@ -182,6 +191,91 @@ class LearnerConfig(_Section):
     pattern_window: int = Field(default=30, ge=2, le=200)
 
 
+class MetricsConfig(_Section):
+    """`GET /metrics` (Prometheus). Labels a client chooses (skillbook, model) keep the first
+    `max_*` values seen; later ones are counted under "other", so a client inventing names
+    cannot grow the proxy's memory or Prometheus's series without bound."""
+
+    enabled: bool = True
+    token: str = ""
+    """A bearer token that may read /metrics only; the admin token is accepted too."""
+    max_skillbooks: int = Field(default=50, ge=1, le=10_000)
+    max_models: int = Field(default=50, ge=1, le=10_000)
+
+
+OTEL_EXTRA = ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+\Z")
+_VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+class OtelConfig(_Section):
+    """One OpenTelemetry span per proxied exchange, sent to an OTLP/HTTP endpoint."""
+
+    enabled: bool = False
+    endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    headers: dict[str, str] = {}
+    """Header name -> the name of the environment variable holding its value: secrets stay
+    out of the file."""
+    service_name: str = Field(default="skillproxy", min_length=1)
+    capture_content: bool = False
+    timeout_s: float = Field(default=10.0, gt=0, le=20)
+    """Per export; also bounds how long shutdown waits for the last spans (the trace sink is
+    given 30 s to stop)."""
+
+    def __hash__(self) -> int:  # the one dict among the settings: hashed as sorted pairs
+        return hash((*self.model_dump(exclude={"headers"}).values(), *sorted(self.headers.items())))
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_endpoint(cls, value: str) -> str:
+        url = urlsplit(value)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"must be an http:// or https:// URL with a host, got {value!r}")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _variable_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for header, variable in value.items():
+            if not _HEADER_NAME.match(header):
+                raise ValueError(f"{header!r} is not an HTTP header name")
+            if not _VARIABLE_NAME.match(variable):
+                raise ValueError(  # the value not echoed: it may be the secret itself
+                    f"{header}: give the name of an environment variable holding the value "
+                    "(never the value itself)"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _usable(self, info: ValidationInfo) -> OtelConfig:
+        """Enabled, it must be able to work: the extra installed, every header's variable set
+        (in the environment the configuration was read from)."""
+        if not self.enabled:
+            return self
+        if missing := otel_missing():
+            raise ValueError(
+                f"otel.enabled needs the OpenTelemetry SDK ({missing} is not installed): "
+                "pip install 'skillproxy[otel]'"
+            )
+        environ = (info.context or {}).get("environ", os.environ)
+        for header, variable in self.headers.items():
+            if variable not in environ:
+                raise ValueError(f"otel.headers: {header}'s variable {variable} is not set")
+        return self
+
+
+def otel_missing() -> str | None:
+    """The first module of the `otel` extra that cannot be imported, or None."""
+    for name in OTEL_EXTRA:
+        try:
+            found = importlib.util.find_spec(name)
+        except ModuleNotFoundError:
+            found = None
+        if found is None:
+            return name
+    return None
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     upstream: UpstreamConfig = UpstreamConfig()
@@ -191,6 +285,8 @@ class Config(_Section):
     privacy: PrivacyConfig = PrivacyConfig()
     skillbook: SkillbookConfig = SkillbookConfig()
     learner: LearnerConfig = LearnerConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    otel: OtelConfig = OtelConfig()
 
 
 def load_config(
@@ -206,12 +302,13 @@ def load_config(
     data: dict[str, dict[str, Any]] = {}
     if path is not None:
         _merge(data, _read_toml(Path(path)), source=str(path))
-    _merge(data, _from_environ(os.environ if environ is None else environ), source="environment")
+    environ = os.environ if environ is None else environ
+    _merge(data, _from_environ(environ), source="environment")
     if overrides:
         cleaned = {s: {k: v for k, v in kv.items() if v is not None} for s, kv in overrides.items()}
         _merge(data, cleaned, source="command line")
     try:
-        return Config.model_validate(data)
+        return Config.model_validate(data, context={"environ": environ})
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
 
@@ -243,9 +340,17 @@ def _from_environ(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
 
 
 def _list_from_text(section: str, key: str, value: str) -> Any:
-    """A list setting from the environment: a JSON array, or comma-separated values."""
+    """A list setting from the environment: a JSON array, or comma-separated values; a table
+    setting (`otel.headers`): a JSON object."""
     model = Config.model_fields[section].annotation
     field = getattr(model, "model_fields", {}).get(key)
+    if field is not None and get_origin(field.annotation) is dict:
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise ConfigError(
+                f"{ENV_PREFIX}{section.upper()}__{key.upper()}: not a JSON object"
+            ) from None
     if field is None or get_origin(field.annotation) is not tuple:
         return value
     text = value.strip()

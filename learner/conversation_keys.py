@@ -18,35 +18,10 @@ from hashlib import blake2b
 from typing import Any, NamedTuple
 
 from core.formats import Message, WireFormat
+from core.sessions import json_object, session_key
 
-_CLAUDE_SESSION = re.compile(r"session_([0-9A-Za-z-]+)")
+__all__ = ["json_object", "session_key"]  # read from here by the grouping and its tests
 _CONTENT_HASH = re.compile(r"[0-9a-f]{32}")
-
-
-def session_key(session_id: str | None, request: dict[str, Any]) -> str | None:
-    """The conversation id a client named, if any (see the module docstring for the order)."""
-    if session_id:
-        return session_id
-    metadata = request.get("metadata")
-    metadata = metadata if isinstance(metadata, dict) else {}
-    for name in ("session_id", "conversation_id"):
-        value = metadata.get(name)
-        if isinstance(value, str) and value:
-            return value
-    conversation = request.get("conversation")
-    if isinstance(conversation, dict):
-        conversation = conversation.get("id")
-    if isinstance(conversation, str) and conversation:
-        return conversation
-    user_id = metadata.get("user_id")
-    if not isinstance(user_id, str):
-        return None
-    if user_id.startswith("{"):
-        parsed = json_object(user_id)
-        value = parsed.get("session_id") if parsed else None
-        return value if isinstance(value, str) and value else None
-    match = _CLAUDE_SESSION.search(user_id)
-    return match.group(1) if match else None
 
 
 class HeadKeys(NamedTuple):
@@ -183,16 +158,3 @@ def prefix_hashes(messages: Sequence[Message], canonical: dict[str, str]) -> lis
         hasher.update(encode_message(message, canonical))
         out.append(hasher.hexdigest())
     return out
-
-
-def json_object(text: Any) -> dict[str, Any] | None:
-    """A stored body as an object; None for absent, non-JSON or size-capped bodies."""
-    if not isinstance(text, str):
-        return None
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(value, dict) or value.get("skillproxy_omitted"):
-        return None
-    return value

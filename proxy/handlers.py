@@ -82,6 +82,8 @@ async def proxy_v1(request: web.Request) -> web.StreamResponse:
         return _error(failure, route, record)
     finally:
         record.latency_ms = (time.perf_counter() - started) * 1000
+        if state.metrics is not None:  # before the await: a hang-up there must not skip it
+            state.metrics.observe(record)  # never raises
         await state.traces.submit(record)
 
 

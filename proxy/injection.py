@@ -13,6 +13,11 @@ replaced by the section's JSON prepared once (`Section.json`). JSON escapes each
 its own, so the bytes are exactly those of serialising the section in place. With the NaN
 check taken from the parse (`jsonio.parse`), the injection step went from 34k to 27k
 instructions (callgrind, the bench's chat body and a 3.8 KB section).
+
+While a canary runs in the skillbook, the section depends on the request's session: the key is
+`core.sessions.assignment_key` (the `X-Session-Id` header, a session the body's metadata names,
+else the conversation's first user message with the client's key fingerprint; none: the
+control arm), computed only then. The trace's injected ids say which arm's section went out.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from multidict import CIMultiDictProxy
 
 from core import jsonio
 from core.formats import WireFormat
+from core.sessions import assignment_key
 from proxy.render import Section
 from proxy.skillbook_cache import SkillbookCache
 from proxy.tracing import TraceRecord
@@ -68,7 +74,11 @@ def inject(
     `jsonio.parse` said of the body; `pinned` the skillbook version the client asked for
     (`UnknownVersion` when this process no longer holds it)."""
     section, version = cache.section_for(
-        record.skillbook, record.model, lambda: fmt.latest_user_text(payload), pinned
+        record.skillbook,
+        record.model,
+        lambda: fmt.latest_user_text(payload),
+        pinned,
+        lambda: assignment_key(record.session_id, payload, record.key_fingerprint),
     )
     record.skillbook_version = version
     response_headers[VERSION_HEADER] = str(version or 0)

@@ -11,6 +11,13 @@ version's number, so its bytes stay put while approvals go on. The last `KEPT_VE
 versions this process served stay prepared, so a request may pin one it saw earlier
 (`X-Skillbook-Version`); a version no longer kept is refused, never silently replaced. A
 deleted skillbook injects nothing.
+
+Canaries (issue 21): a running canary's skill is left out of the base ranking and is rendered
+into its own arms' sections, ready with the static one (`possible_arms`: k + 1 sections for k
+disjoint canaries), so a request in a canary arm pays one hash of its session
+(`proxy.assignment`) and one more dictionary lookup, never a render. In its treatment arm a
+canary skill goes first, so the budget never leaves it out; skills it displaces at the end of
+the budget are told by the trace's injected ids. A frozen or deleted skillbook runs no canary.
 """
 
 from __future__ import annotations
@@ -25,9 +32,11 @@ from functools import partial
 
 from core.config import SkillbookConfig
 from core.tokens import ENCODINGS, count_tokens, encoding_name_for_model
+from proxy.assignment import NO_CANARY, Slot, arm_of, possible_arms
 from proxy.ranking import RankedSkill, RelevanceIndex, by_usefulness, words
 from proxy.render import EMPTY, HEADER, Section, fit, line_tokens
 from store.interfaces import Store
+from store.records import Skill
 from store.worker import StoreWorker
 
 log = logging.getLogger("skillproxy.skillbooks")
@@ -64,11 +73,30 @@ class Prepared:
     """Ids deleted now (or all, for a deleted skillbook: see `deleted`): no earlier version
     holding one of them may be served to a pinned request."""
     deleted: bool = False
+    slots: tuple[Slot, ...] = ()
+    """Running canaries, as `proxy.assignment` reads them."""
+    canaries: list[RankedSkill] = field(default_factory=list)
+    """Their skills, in usefulness order: in no section but their own arms'."""
+    canary_costs: dict[str, list[int]] = field(default_factory=dict)
+    arms: dict[str, dict[frozenset[str], Section]] = field(default_factory=dict)
+    """Per encoding, each canary arm's section (control is `static`)."""
+    by_arm: OrderedDict[tuple[str, frozenset[str], frozenset[str]], Section] = field(
+        default_factory=OrderedDict
+    )
 
-    def section(self, encoding: str, query: Callable[[], str]) -> Section:
-        """The usefulness-ranked section, or, for relevance ranking, one chosen for `query()`."""
+    def arm(self, key: Callable[[], str | None]) -> frozenset[str]:
+        """The canary arm of the session `key()` names (evaluated only if a canary runs)."""
+        return arm_of(self.name, self.slots, key()) if self.slots else NO_CANARY
+
+    def section(
+        self, encoding: str, query: Callable[[], str], arm: frozenset[str] = NO_CANARY
+    ) -> Section:
+        """The usefulness-ranked section, or, for relevance ranking, one chosen for `query()`;
+        `arm` names the canaries whose treatment the request is in."""
         if encoding not in self.static:
             return EMPTY  # only between a refresh and the tokenizer's first load: nothing safe
+        if arm:
+            return self._arm_section(encoding, query, arm)
         if self.ranking != "relevance" or not self.ranked:
             return self.static[encoding]
         asked = words(query())
@@ -95,6 +123,42 @@ class Prepared:
             self.by_query.popitem(last=False)
         return result
 
+    def _arm_section(self, encoding: str, query: Callable[[], str], arm: frozenset[str]) -> Section:
+        prepared = self.arms.get(encoding, {}).get(arm)
+        if prepared is None:
+            return self.static[encoding]  # a pinned version that had no such canary
+        if self.ranking != "relevance" or not self.ranked:
+            return prepared
+        asked = words(query())
+        key = (encoding, asked, arm)
+        hit = self.by_arm.get(key)
+        if hit is not None:
+            self.by_arm.move_to_end(key)
+            return hit
+        if self.index is None:
+            self.index = RelevanceIndex(self.ranked)
+        result = self._fit_arm(encoding, arm, self.index.order(asked))
+        self.by_arm[key] = result
+        if len(self.by_arm) > RELEVANCE_CACHE_SIZE:
+            self.by_arm.popitem(last=False)
+        return result
+
+    def _fit_arm(self, encoding: str, arm: frozenset[str], base: list[RankedSkill]) -> Section:
+        """The canary skills of `arm` first, then `base` (an order of `ranked`)."""
+        index = {skill.id: i for i, skill in enumerate(self.ranked)}
+        canaries = zip(self.canaries, self.canary_costs[encoding], strict=True)
+        first = [(s, c) for s, c in canaries if s.id in arm]
+        rest = [(s, self.costs[encoding][index[s.id]]) for s in base]
+        order = [*first, *rest]
+        return fit(
+            [s for s, _ in order],
+            [c for _, c in order],
+            self.budget,
+            encoding,
+            self.header_tokens[encoding],
+            self.section_tokens[encoding],
+        )
+
 
 def prepare(
     store: Store,
@@ -110,17 +174,30 @@ def prepare(
     version = book.version
     frozen = store.skillbooks.frozen_set(name) if book.frozen_version is not None else None
     withdrawn = frozenset(skill.id for skill in store.skills.find(name, deleted=True))
+    slots: tuple[Slot, ...] = ()
+    canaries: list[Skill] = []
     if book.deleted_at is not None:
         skills = []
     elif frozen is not None:  # a delete wins over a freeze: never injected means never
         version, budget, ranking = frozen.version, frozen.token_budget, frozen.ranking
         skills = [skill for skill in frozen.skills if skill.id not in withdrawn]
     else:
-        skills = store.skills.active(name)
+        running = [
+            (c, s) for c, s in store.canaries.running_skills(name)
+            if s.deleted_at is None and s.status in ("pending", "active")
+        ]  # fmt: skip
+        slots = tuple(
+            Slot(c.skill_id, c.assignment == "independent", c.bucket_lo, c.bucket_hi)
+            for c, _ in running
+        )
+        canaries = [s for _, s in running]
+        held = {s.id for s in canaries}
+        skills = [s for s in store.skills.active(name) if s.id not in held]
     prepared = Prepared(
         name, version, budget, ranking, by_usefulness(skills), {}, {}, {}, {},
         store_version=book.version, frozen=frozen is not None, created_by=book.created_by,
-        withdrawn=withdrawn, deleted=book.deleted_at is not None,
+        withdrawn=withdrawn, deleted=book.deleted_at is not None, slots=slots,
+        canaries=by_usefulness(canaries),
     )  # fmt: skip
     for encoding in encodings:
         measure(prepared, encoding)
@@ -132,15 +209,21 @@ def measure(prepared: Prepared, encoding: str) -> None:
     ranked, budget = prepared.ranked, prepared.budget
     costs = [line_tokens(skill, encoding) for skill in ranked]
     header = count_tokens(HEADER + "\n", encoding)
-    sections = {s.section: count_tokens(f"\n## {s.section}\n", encoding) for s in ranked}
+    every = [*ranked, *prepared.canaries]
+    sections = {s.section: count_tokens(f"\n## {s.section}\n", encoding) for s in every}
     prepared.costs[encoding] = costs
+    prepared.canary_costs[encoding] = [line_tokens(s, encoding) for s in prepared.canaries]
     prepared.header_tokens[encoding] = header
     prepared.section_tokens[encoding] = sections
     prepared.static[encoding] = fit(ranked, costs, budget, encoding, header, sections)
+    prepared.arms[encoding] = {
+        arm: prepared._fit_arm(encoding, arm, ranked) for arm in possible_arms(prepared.slots)
+        if arm
+    }  # fmt: skip
 
 
 def _holds(entry: Prepared, fresh: Prepared) -> bool:
-    return any(skill.id in fresh.withdrawn for skill in entry.ranked)
+    return any(skill.id in fresh.withdrawn for skill in [*entry.ranked, *entry.canaries])
 
 
 class SkillbookCache:
@@ -192,10 +275,16 @@ class SkillbookCache:
         return entries
 
     def section_for(
-        self, name: str, model: str | None, query: Callable[[], str], pinned: int | None = None
+        self,
+        name: str,
+        model: str | None,
+        query: Callable[[], str],
+        pinned: int | None = None,
+        session: Callable[[], str | None] = lambda: None,
     ) -> tuple[Section, int | None]:
         """The section to inject for a request, and the skillbook version it came from;
-        `pinned` asks for that version (`UnknownVersion` if this process holds it no more)."""
+        `pinned` asks for that version (`UnknownVersion` if this process holds it no more);
+        `session()` the key that chooses its canary arm, read only while a canary runs."""
         entry = self._entries.get(name)
         if pinned is not None and (entry.version if entry else 0) != pinned:
             kept = self._earlier.get(name)
@@ -204,7 +293,8 @@ class SkillbookCache:
                 raise UnknownVersion(name, pinned)
         if entry is None:
             return EMPTY, None
-        return entry.section(encoding_name_for_model(model), query), entry.version
+        arm = entry.arm(session)
+        return entry.section(encoding_name_for_model(model), query, arm), entry.version
 
     async def refresh(self) -> None:
         """Re-prepare every skillbook whose version moved since the last look."""

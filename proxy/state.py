@@ -8,6 +8,7 @@ import aiohttp
 from aiohttp import web
 
 from core.config import Config
+from proxy.metrics import ProxyMetrics
 from proxy.skillbook_cache import SkillbookCache
 from proxy.stalls import StallWatch
 from proxy.trace_writer import TraceWriter
@@ -24,6 +25,8 @@ class ProxyState:
     skillbooks: SkillbookCache
     stalls: StallWatch
     """Enforces `upstream.read_timeout_s` on every request waiting on the provider."""
+    metrics: ProxyMetrics | None = None
+    """Counts each finished request for /metrics; None with `metrics.enabled = false`."""
 
 
 STATE = web.AppKey("skillproxy_state", ProxyState)

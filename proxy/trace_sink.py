@@ -28,6 +28,9 @@ change the store logs an ERROR and opens a fresh, migrated database at the same 
 sink writes the frame there again (ids make that idempotent): nothing written after the change
 is lost, and `reopened` counts these in the stats.
 
+With `[otel]` enabled, the child also turns each committed row into an OpenTelemetry span
+(`proxy.otel_export`), after the frame is acknowledged: the proxy never waits for it.
+
 The child ignores SIGINT and SIGTERM (a terminal or service manager signals the whole process
 group) and exits when its stdin closes, so the proxy's shutdown decides when the last batch is in.
 
@@ -51,6 +54,7 @@ from typing import Any, BinaryIO
 from core import prices
 from core.config import Config, PrivacyConfig, TracesConfig
 from core.redaction import Counts, total
+from proxy.otel_export import SpanExport, open_export, span_settings
 from proxy.tracing import (
     DEFAULT_POLICY,
     StoragePolicy,
@@ -108,6 +112,7 @@ def sink_settings(config: Config | None) -> dict[str, Any]:
         "stored_skillbooks": list(privacy.stored_skillbooks),
         "detect": list(privacy.detect),
         "patterns": list(privacy.patterns),
+        "otel": span_settings(config),
     }
 
 
@@ -238,7 +243,9 @@ def serve(store_url: str, reader: BinaryIO, writer: BinaryIO) -> None:
     settings = _read_frame(fd)
     if settings is None:
         return
-    policy = policy_from(marshal.loads(settings))
+    given = marshal.loads(settings)
+    policy = policy_from(given)
+    spans = open_export(given.get("otel"), os.environ)
     store = open_watched(store_url)
     try:
         while True:
@@ -249,11 +256,25 @@ def serve(store_url: str, reader: BinaryIO, writer: BinaryIO) -> None:
             if payload is None:
                 return
             records = [record_from_values(values) for values in marshal.loads(payload)]
-            data = marshal.dumps(commit(store, records, policy))
+            counts: Counts = {}
+            rows = [_row(record, policy, counts) for record in records]
+            ack = commit_rows(store, rows, counts)
+            data = marshal.dumps(ack)
             writer.write(HEADER.pack(len(data)) + data)
             writer.flush()
+            _export(spans, rows[: ack["stored"]])  # the rest is sent again
     finally:
-        store.close()
+        try:
+            if spans is not None:
+                spans.close()
+        finally:
+            store.close()
+
+
+def _export(spans: SpanExport | None, rows: list[tuple[Any, ...]]) -> None:
+    """Spans of the rows done with, once the proxy has its acknowledgement."""
+    if spans is not None and rows:
+        spans.emit(rows)
 
 
 def _look_after(store: WatchedStore) -> None:
@@ -295,7 +316,11 @@ def commit(
 ) -> dict[str, Any]:
     """Store one frame's records; the acknowledgement to send back."""
     counts: Counts = {}
-    rows = [_row(record, policy, counts) for record in records]
+    return commit_rows(store, [_row(record, policy, counts) for record in records], counts)
+
+
+def commit_rows(store: WatchedStore, rows: list[tuple[Any, ...]], counts: Counts) -> dict[str, Any]:
+    """Store one frame's built rows (`counts`: the redactions made building them)."""
     try:
         marked, lost = _insert(store.ready(), rows)
         if store.trouble() is not None:  # gone while we wrote: so are these rows

@@ -89,6 +89,11 @@ class TraceWriter:
         else:
             self.stats.dropped += 1
 
+    @property
+    def waiting(self) -> int:
+        """Records accepted and not yet committed (the queue's depth, for /metrics)."""
+        return len(self._buffer) + len(self._in_flight)
+
     def pending_skillbook(self, trace_id: str) -> str | None:
         """The skillbook of this trace while it is accepted but not yet committed (feedback may
         name a trace before it is stored); None when it does not wait here."""

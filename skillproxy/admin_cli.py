@@ -22,6 +22,7 @@ from skillproxy import exports
 from skillproxy.admin_client import AdminAPIError, AdminClient
 from skillproxy.cli_output import done, print_json, table, terminal_width, time_of
 from skillproxy.episodes_cli import add_episode_commands
+from skillproxy.import_formats.langfuse import DEFAULT_SCORE_NAMES
 from skillproxy.skillbooks_cli import add_skillbook_commands
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -29,7 +30,7 @@ URL_VARIABLE = "SKILLPROXY_URL"
 TOKEN_VARIABLE = "SKILLPROXY_ADMIN__TOKEN"  # the variable `serve` reads admin.token from
 ACTOR_VARIABLE = "SKILLPROXY_ACTOR"
 STATUSES = ("pending", "active", "rejected", "archived")
-TRACE_FORMATS = ("openai-jsonl", "anthropic-jsonl")
+TRACE_FORMATS = ("openai-jsonl", "anthropic-jsonl", "claude-code", "langfuse", "otlp-json")
 IMPORT_CHUNK = 64 * 1024
 EXPORT_FORMATS = ("json", "markdown", "agents-md", "claude-md", "skill-md", "langfuse")
 FILE_KINDS: dict[str, exports.FileKind] = {"agents-md": "agents", "claude-md": "claude"}
@@ -97,6 +98,14 @@ def add_admin_commands(subparsers: Subparsers) -> None:
         change.add_argument(
             "--skillbook", help="the skillbook of several ids (default: the first id's)"
         )
+        if action == "approve":
+            change.add_argument(
+                "--canary", type=_share, metavar="SHARE",
+                help="approve as a canary: inject into this share of sessions only (20%%)",
+            )  # fmt: skip
+    canary = leaf(skills, "canary", _canary, "a canary's figures per arm and its verdict")
+    canary.add_argument("id")
+    canary.add_argument("--stop", action="store_true", help="end it, leaving the skill as it was")
     leaf(skills, "delete", _delete_skill, "delete a skill (restore brings it back)").add_argument(
         "id"
     )
@@ -157,10 +166,20 @@ def add_admin_commands(subparsers: Subparsers) -> None:
         "import conversations from a JSONL file as traces the learner learns from",
     )  # fmt: skip
     trace_import.add_argument("file", metavar="FILE", help="a JSONL file, or - for stdin")
-    trace_import.add_argument("--format", choices=TRACE_FORMATS, required=True)
+    trace_import.add_argument(
+        "--format", choices=TRACE_FORMATS, required=True,
+        help="openai-jsonl, anthropic-jsonl: a conversation per line; claude-code: a Claude "
+        "Code session transcript; langfuse: a Langfuse export (traces, observations, scores); "
+        "otlp-json: OTLP/JSON trace exports of GenAI spans",
+    )  # fmt: skip
     trace_import.add_argument(
         "--skillbook", default="default", help="skillbook name (default: default)"
     )
+    trace_import.add_argument(
+        "--score-name", action="append", dest="score_names", metavar="NAME",
+        help="langfuse: take the scores of this name as feedback (repeat for more; default: "
+        f"{', '.join(DEFAULT_SCORE_NAMES)})",
+    )  # fmt: skip
     add_skillbook_commands(subparsers, leaf)
     add_episode_commands(subparsers, leaf)
 
@@ -272,12 +291,29 @@ def _add_skill(client: AdminClient, args: argparse.Namespace) -> None:
     done(args, skill, f"added {skill['id']} to {skill['skillbook']} ({skill['status']})")
 
 
+def _share(text: str) -> float:
+    """`20%` or `20`: a percent of sessions strictly between 0 and 100."""
+    try:
+        share = float(text.strip().removesuffix("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a share: give a percent, e.g. 20%"
+        ) from None
+    if not 0 < share < 100:
+        raise argparse.ArgumentTypeError(f"{text!r}: a share is between 0% and 100%, both excluded")
+    return share
+
+
 def _change_status(client: AdminClient, args: argparse.Namespace) -> None:
     action, ids = args.skills_command, list(args.ids)
     past = ACTIONS[action][0]
+    if getattr(args, "canary", None) is not None:
+        started = _start_canaries(client, ids, args.canary)
+        lines = [f"canary {c['skill_id']}: {c['share']:g}% of sessions" for c in started]
+        return done(args, {"canaries": started}, "\n".join(lines))
     if len(ids) == 1 and args.skillbook is None:
         skill = client.change_status(ids[0], action)
-        return done(args, skill, f"{past} {skill['id']}: now {skill['status']}")
+        return done(args, skill, _status_line(past, skill))
     skillbook = args.skillbook or client.get_skill(ids[0])["skillbook"]
     try:
         result = client.bulk(skillbook, ids, action)
@@ -287,8 +323,42 @@ def _change_status(client: AdminClient, args: argparse.Namespace) -> None:
         for skill_id, reason in exc.refused.items():
             print(f"  {skill_id}: {reason}", file=sys.stderr)
         raise
-    lines = [f"{past} {s['id']}: now {s['status']}" for s in result["changed"]]
+    lines = [_status_line(past, s) for s in result["changed"]]
     done(args, result, "\n".join(lines))
+
+
+def _status_line(past: str, skill: dict[str, Any]) -> str:
+    """What a change did; an approval the skillbook's share rule turned into a canary, or one
+    that could not be (frozen, no room), says so."""
+    last = (skill.get("history") or [{}])[-1]
+    canary = skill.get("canary")
+    if str(last.get("action", "")).startswith("canary start") and canary:
+        return (
+            f"{past} {skill['id']} as a canary: {canary['share']:g}% of sessions (the "
+            f"skillbook's share rule); it stays {skill['status']} until promoted"
+        )
+    note = last.get("note") or ""
+    why = f" ({note})" if "without a canary" in note else ""
+    return f"{past} {skill['id']}: now {skill['status']}{why}"
+
+
+def _start_canaries(client: AdminClient, ids: list[str], share: float) -> list[dict[str, Any]]:
+    """All or none: when one cannot start, the ones started before it are stopped again
+    (each skill left as it was) and the error says which."""
+    started: list[dict[str, Any]] = []
+    for skill_id in ids:
+        try:
+            started.append(client.start_canary(skill_id, share))
+        except AdminAPIError as exc:
+            for canary in started:
+                client.stop_canary(canary["skill_id"], note=f"undone: {skill_id} could not start")
+            undone = ", ".join(c["skill_id"] for c in started)
+            if undone:
+                print(f"stopped again (none started): {undone}", file=sys.stderr)
+            if skill_id not in exc.message:
+                exc.message = f"{skill_id}: {exc.message}"
+            raise
+    return started
 
 
 def _delete_skill(client: AdminClient, args: argparse.Namespace) -> None:
@@ -312,6 +382,32 @@ def _outcomes(client: AdminClient, args: argparse.Namespace) -> None:
     difference = figures["difference"]
     print(f"difference  {'-' if difference is None else f'{difference:+.3f}'}")
     print(figures["note"])
+    return None
+
+
+def _canary(client: AdminClient, args: argparse.Namespace) -> None:
+    if args.stop:
+        stopped = client.stop_canary(args.id)
+        return done(args, stopped, f"stopped the canary of {args.id}")
+    report = client.canary(args.id)
+    if args.json:
+        return print_json(report)
+    canary = report["canary"]
+    print(f"{args.id}: canary {canary['share']:g}% ({canary['status']}), {report['assignment']}")
+    rows = [
+        [label, str(arm["sessions"]), str(arm["rated_sessions"]), _score(arm["mean_score"]),
+         _score(arm["tokens_per_session"]), _score(arm["turns_per_session"])]
+        for label, arm in (("with it", report["treatment"]), ("without", report["control"]))
+    ]  # fmt: skip
+    print(table(["", "SESSIONS", "RATED", "MEAN SCORE", "TOKENS", "TURNS"], rows, indent=2))
+    interval = report["interval"]
+    span = "-" if interval is None else f"[{interval['low']:+.3f}, {interval['high']:+.3f}]"
+    difference = report["difference"]
+    shown = "-" if difference is None else f"{difference:+.3f}"
+    print(f"difference  {shown}  {1 - report['alpha']:.0%} interval {span}")
+    print(f"verdict     {report['verdict']} (rules: {report['decision']})")
+    for line in report["limits"]:
+        print(f"  {line}")
     return None
 
 
@@ -543,7 +639,9 @@ def _import_traces(client: AdminClient, args: argparse.Namespace) -> None:
     source = "stdin" if args.file == "-" else args.file
     with _binary(args.file) as stream:
         chunks = iter(lambda: stream.read(IMPORT_CHUNK), b"")
-        summary = client.import_traces(args.skillbook, chunks, args.format, _progress)
+        summary = client.import_traces(
+            args.skillbook, chunks, args.format, _progress, args.score_names
+        )
     failed = summary.get("failed") or []
     count = int(summary.get("failed_count") or 0)
     done(
@@ -571,8 +669,12 @@ def _binary(path: str) -> AbstractContextManager[BinaryIO]:
 
 
 def _progress(line: dict[str, Any]) -> None:
+    """One progress line; a format whose conversations span lines also says how many it
+    holds until the file ends (they are stored then)."""
+    held = line.get("held")
+    waiting = f", {held} conversations held until the file ends" if held else ""
     print(
         f"read {line.get('line')} lines: {line.get('imported')} imported, "
-        f"{line.get('skipped')} skipped, {line.get('failed')} failed",
+        f"{line.get('skipped')} skipped, {line.get('failed')} failed{waiting}",
         file=sys.stderr,
     )

@@ -15,7 +15,7 @@ copy of it in client-side classes would only drift.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, overload
 from urllib.parse import quote
@@ -26,7 +26,7 @@ Action = Literal["approve", "reject", "archive", "restore"]
 TextFormat = Literal["markdown", "agents-md", "claude-md"]
 ExportFormat = Literal["json", "markdown", "agents-md", "claude-md", "skill-md", "langfuse"]
 TEXT_FORMATS = ("markdown", "agents-md", "claude-md")
-TraceFormat = Literal["openai-jsonl", "anthropic-jsonl"]
+TraceFormat = Literal["openai-jsonl", "anthropic-jsonl", "claude-code", "langfuse", "otlp-json"]
 IMPORT_READ_TIMEOUT_S = 300.0
 
 
@@ -164,6 +164,17 @@ class AdminClient:
     def approve(self, skill_id: str) -> dict[str, Any]:
         return self.change_status(skill_id, "approve")
 
+    def start_canary(self, skill_id: str, share: float) -> dict[str, Any]:
+        """Approve as a canary: injected into `share` percent of sessions only."""
+        return self._json("POST", f"skills/{_segment(skill_id)}/canary", body={"share": share})
+
+    def canary(self, skill_id: str) -> dict[str, Any]:
+        return self._json("GET", f"skills/{_segment(skill_id)}/canary")
+
+    def stop_canary(self, skill_id: str, note: str | None = None) -> dict[str, Any]:
+        body = None if note is None else {"note": note}
+        return self._json("POST", f"skills/{_segment(skill_id)}/canary/stop", body=body)
+
     def reject(self, skill_id: str) -> dict[str, Any]:
         return self.change_status(skill_id, "reject")
 
@@ -221,17 +232,21 @@ class AdminClient:
         chunks: Iterable[bytes],
         format: TraceFormat,
         on_progress: Callable[[dict[str, Any]], None] | None = None,
+        score_names: Sequence[str] | None = None,
     ) -> dict[str, Any]:
         """Stream a JSONL file (`chunks` of it, in order) to the trace import; each progress
         line goes to `on_progress`, and the summary is returned. The read timeout is long:
-        the proxy answers as it commits batches, which a slow store may take a while over."""
+        the proxy answers as it commits batches, which a slow store may take a while over.
+        `score_names` (langfuse): the scores taken as feedback, instead of the default ones."""
         path = f"skillbooks/{_segment(skillbook)}/traces/import"
         timeout = httpx.Timeout(self._http.timeout.connect, read=IMPORT_READ_TIMEOUT_S)
         headers = {"Content-Type": "application/x-ndjson"}
+        params: dict[str, str] = {"format": format}
+        if score_names:
+            params["score_names"] = ",".join(score_names)
         request = self._http.build_request(
-            "POST", path, params={"format": format}, content=chunks, headers=headers,
-            timeout=timeout,
-        )  # fmt: skip
+            "POST", path, params=params, content=chunks, headers=headers, timeout=timeout
+        )
         try:
             response = self._http.send(request, stream=True)
         except httpx.TimeoutException as exc:

@@ -2,11 +2,11 @@
 
 `create_app(config)` builds an `aiohttp.web.Application` with no module-level state. Each
 resource (the store worker, the upstream session, the trace sink and its writer, the skillbook
-cache, the stall watch, the feedback retry queue, the learner's schedule) opens in a cleanup
-context of its own, in that order, and is put on the app under its own key as soon as it is
-open. aiohttp unwinds only the contexts that finished starting, in reverse, so a failure at
-start-up closes exactly what was already open; and shutdown drains the trace queue and the
-queued feedback before the store closes.
+cache, the stall watch, the feedback retry queue, the canary watch, the metrics registry, the
+learner's schedule) opens in a cleanup context of its own, in that order, and is put on the app
+under its own key as soon as it is open. aiohttp unwinds only the contexts that finished
+starting, in reverse, so a failure at start-up closes exactly what was already open; and
+shutdown drains the trace queue and the queued feedback before the store closes.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from aiohttp import web
 from core.config import Config
 from learner.service import scheduled
 from proxy import handlers
+from proxy.canary_watch import CanaryWatch
 from proxy.dispatch import skip_router
 from proxy.feedback import feedback_method_not_allowed, post_feedback
 from proxy.feedback_queue import FEEDBACK, FeedbackQueue
@@ -31,6 +32,8 @@ from proxy.state import STATE, ProxyState
 from proxy.trace_sink import TraceSink
 from proxy.trace_writer import TraceWriter
 from skillproxy.admin.routes import admin_app
+from skillproxy.otlp_receiver import add_otlp_routes
+from skillproxy.scrape import EXPOSITION, get_metrics, open_exposition
 from skillproxy.ui import add_ui_routes
 from store.worker import StoreWorker
 
@@ -55,8 +58,10 @@ def create_app(config: Config) -> web.Application:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", get_metrics)
     add_ui_routes(app)
     app.add_subapp("/admin/", admin_app())
+    add_otlp_routes(app)  # POST /otlp/v1/traces: a collector exports GenAI spans as traces
     for path in ("/v1/feedback", "/sb/{skillbook:[^/]+}/v1/feedback"):
         app.router.add_post(path, post_feedback)
         app.router.add_route("*", path, feedback_method_not_allowed)  # never forwarded
@@ -121,7 +126,18 @@ def _contexts(config: Config) -> list[Context]:
         async with FeedbackQueue(app[STORE]) as app[FEEDBACK]:  # drained before the store closes
             yield
 
+    async def canaries(app: web.Application) -> AsyncIterator[None]:
+        interval = config.skillbook.refresh_interval_ms / 1000  # as often as the cache looks
+        async with CanaryWatch(app[STORE], app[CACHE], interval_s=interval):
+            yield
+
+    async def metrics(app: web.Application) -> AsyncIterator[None]:
+        if config.metrics.enabled:  # a registry of the app's own: nothing to close
+            app[EXPOSITION] = open_exposition(config, app[WRITER], app[STORE], app.get(FEEDBACK))
+        yield
+
     async def serving(app: web.Application) -> AsyncIterator[None]:
+        exposition = app.get(EXPOSITION)
         app[STATE] = ProxyState(
             config=config,
             session=app[SESSION],
@@ -129,8 +145,9 @@ def _contexts(config: Config) -> list[Context]:
             store=app[STORE],
             skillbooks=app[CACHE],
             stalls=app[STALLS],
+            metrics=exposition.metrics if exposition is not None else None,
         )
         async with scheduled(config):
             yield
 
-    return [store, session, sink, writer, cache, stalls, feedback, serving]
+    return [store, session, sink, writer, cache, stalls, feedback, canaries, metrics, serving]

@@ -10,56 +10,78 @@ request and `chat.completion` for `openai-jsonl`, a Messages request and `messag
 how the grouping chains proxied turns, and every trace of a line shares one session id (the
 line's `session_id`, else one derived from its source id), so a line is one episode.
 
-Formats (see /tmp/formats19.md section 6 for the published shapes):
+Formats read one line at a time (a line is a conversation):
 
 - `openai-jsonl`: `{"messages": [...], "tools"?, "parallel_tool_calls"?}` per line, as
-  OpenAI's chat fine-tuning files have it (`weight` on an assistant message is dropped: it is
-  a training switch, not part of the conversation).
+  OpenAI's chat fine-tuning files have it (the `FineTuneChatRequestInput` of
+  https://platform.openai.com/docs/api-reference/fine-tuning/chat-input; `weight` on an
+  assistant message is dropped: it is a training switch, not part of the conversation).
 - `anthropic-jsonl`: a Messages request `{"system"?, "messages", "tools"?, ...}`, optionally
   with `"response": {message}`; or a Message Batches line `{"custom_id", "params": {...},
-  "result"?: {"type": "succeeded", "message": {...}}}`.
+  "result"?: {"type": "succeeded", "message": {...}}}` (https://docs.anthropic.com/en/api/messages,
+  https://docs.anthropic.com/en/api/creating-message-batches).
 
 Both take our own optional keys beside the format's: `session_id`, `model` (openai-jsonl:
 fine-tuning lines carry none), and `score` (0..1) and/or `label`, checked by the same rules as
 `POST /v1/feedback` and stored as feedback on the line's session.
+
+Formats whose conversations span lines (`claude-code`, `langfuse`, `otlp-json`) live in
+`skillproxy.import_formats`, one module each; `grouped(kind)` gives the reader of one file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
-from proxy.feedback import Feedback, Refusal, parse_feedback
+from proxy.feedback import Feedback
+from skillproxy.import_formats.claude_code import ClaudeCodeSessions
+from skillproxy.import_formats.grouping import GroupedFormat
+from skillproxy.import_formats.langfuse import DEFAULT_SCORE_NAMES, LangfuseTraces
+from skillproxy.import_formats.otlp_file import OtlpFile
+from skillproxy.import_formats.turns import (
+    MAX_SESSION_ID,
+    LineError,
+    chat_turn,
+    checked_messages,
+    conversation,
+    json_object,
+    messages_turn,
+    storable,
+    stored_size,
+    verdict,
+    within_cap,
+)
 from store.records import ImportedConversation, ImportedTurn
 
-ImportFormat = Literal["openai-jsonl", "anthropic-jsonl"]
-IMPORT_FORMATS: tuple[ImportFormat, ...] = ("openai-jsonl", "anthropic-jsonl")
+__all__ = ["LineError"]
+
+ImportFormat = Literal["openai-jsonl", "anthropic-jsonl", "claude-code", "langfuse", "otlp-json"]
+IMPORT_FORMATS: tuple[ImportFormat, ...] = (
+    "openai-jsonl", "anthropic-jsonl", "claude-code", "langfuse", "otlp-json",
+)  # fmt: skip
+LINE_FORMATS: frozenset[ImportFormat] = frozenset({"openai-jsonl", "anthropic-jsonl"})
+"""The formats of one conversation per line; the others are `grouped`."""
 MAX_LINE_BYTES = 4 * 1024 * 1024
 """A longer line is refused (its number reported): the proxy keeps no body larger either."""
-MAX_CONVERSATION_BYTES = 64 * 1024 * 1024
-"""What one line's traces may hold in all. Each turn's request repeats the conversation before
-it (as an agent resends it, and the proxy would store it), so a line of many long turns grows
-quadratically; past this it is refused rather than held in memory."""
+MAX_DOCUMENT_LINE_BYTES = 32 * 1024 * 1024
+"""An `otlp-json` line is a whole export request (a collector batches thousands of spans, each
+with its messages): its cap is the OTLP receiver's body cap, `server.max_body_bytes`' default."""
 OUR_KEYS = ("session_id", "score", "label", "model")
 """Keys a line may carry beside its format's own; none of them goes into a request."""
 OPENAI_REQUEST_KEYS = ("tools", "parallel_tool_calls", "functions")
 """What a fine-tuning line carries beside its messages that a Chat Completions request takes."""
-OPENAI_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 ANTHROPIC_ROLES = frozenset({"user", "assistant"})
-MAX_SESSION_ID = 200
-
-
-class LineError(ValueError):
-    """Why a line cannot be imported; the message is what the report shows for it."""
+OPENAI_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 
 class TooLong:
-    """A line over `MAX_LINE_BYTES`, seen only up to the cap (the rest was skipped)."""
+    """A line over its format's cap (`line_limit`), seen only up to it (the rest skipped)."""
 
-    def __init__(self, size: int) -> None:
-        self.size = size
+    def __init__(self, size: int, limit: int = MAX_LINE_BYTES) -> None:
+        self.size, self.limit = size, limit
 
 
 class LineSplitter:
@@ -100,7 +122,7 @@ class LineSplitter:
         self._add(tail)
         self._number += 1
         if self._skipping:
-            yield self._number, TooLong(self._skipping)
+            yield self._number, TooLong(self._skipping, self._limit)
         elif self._buffer.strip():
             yield self._number, bytes(self._buffer)
         self._buffer.clear()
@@ -109,47 +131,40 @@ class LineSplitter:
 
 def parse_line(kind: ImportFormat, raw: bytes) -> ImportedConversation:
     """One line of a `kind` file as a conversation; `LineError` says why it is not one."""
-    line = _json_object(raw)
+    line = json_object(raw)
     source_id = _source_id(kind, line)
     turns = _openai_turns(line) if kind == "openai-jsonl" else _anthropic_turns(line)
     if not turns:
         raise LineError("no assistant turn: nothing the model said to learn from")
     session = _session_id(line, source_id)
-    verdict = _verdict(line, session)
-    return ImportedConversation(
-        source=f"import:{kind}",
-        source_id=source_id,
-        session_id=session,
-        turns=tuple(turns),
-        score=verdict.score if verdict else None,
-        label=verdict.label if verdict else None,
-    )
+    return conversation(kind, source_id, session, turns, _verdict(line, session))
 
 
-def stored_bytes(conversation: ImportedConversation) -> int:
+def grouped(kind: ImportFormat, *, score_names: Sequence[str] | None = None) -> GroupedFormat:
+    """The reader of one file of a format whose conversations span lines; `score_names`:
+    the Langfuse scores taken as feedback (None: `DEFAULT_SCORE_NAMES`)."""
+    if kind == "langfuse":
+        return LangfuseTraces(DEFAULT_SCORE_NAMES if score_names is None else score_names)
+    readers: dict[str, type[GroupedFormat]] = {
+        "claude-code": ClaudeCodeSessions, "otlp-json": OtlpFile,
+    }  # fmt: skip
+    return readers[kind]()
+
+
+def stored_bytes(imported: ImportedConversation) -> int:
     """About what its traces take: the bodies, which are nearly all of a row."""
-    return sum(len(t.request_json) + len(t.response_json) for t in conversation.turns)
+    return stored_size(imported.turns)
+
+
+def line_limit(kind: ImportFormat) -> int:
+    return MAX_DOCUMENT_LINE_BYTES if kind == "otlp-json" else MAX_LINE_BYTES
 
 
 def too_long_error(line: TooLong) -> str:
-    return f"the line is over {MAX_LINE_BYTES} bytes (at least {line.size}); split it"
+    return f"the line is over {line.limit} bytes (at least {line.size}); split it"
 
 
 # --------------------------------------------------------------------------- the line
-
-
-def _json_object(raw: bytes) -> dict[str, Any]:
-    try:
-        value: Any = json.loads(raw)
-    except UnicodeDecodeError as exc:
-        raise LineError(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
-    except ValueError as exc:
-        raise LineError(f"not JSON: {exc}") from None
-    except RecursionError:
-        raise LineError("not JSON: nested too deeply") from None
-    if not isinstance(value, dict):
-        raise LineError(f"not a JSON object but {_kind(value)}")
-    return value
 
 
 def _source_id(kind: ImportFormat, line: dict[str, Any]) -> str:
@@ -159,7 +174,7 @@ def _source_id(kind: ImportFormat, line: dict[str, Any]) -> str:
     if kind == "anthropic-jsonl" and "params" in line:
         if not isinstance(custom, str) or not custom:
             raise LineError("custom_id: a Message Batches line needs a non-empty string")
-        return f"{kind}:{_storable(custom, 'custom_id')}"
+        return f"{kind}:{storable(custom, 'custom_id')}"
     canonical = json.dumps(line, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     digest = hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
     return f"{kind}:{digest[:16]}"
@@ -171,82 +186,26 @@ def _session_id(line: dict[str, Any], source_id: str) -> str:
         return "import-" + hashlib.sha256(source_id.encode()).hexdigest()[:24]
     if not isinstance(session, str) or not 1 <= len(session) <= MAX_SESSION_ID:
         raise LineError(f"session_id: a string of 1 to {MAX_SESSION_ID} characters")
-    return _storable(session, "session_id")
+    return storable(session, "session_id")
 
 
 def _verdict(line: dict[str, Any], session: str) -> Feedback | None:
     """The line's score and label, refused exactly as `POST /v1/feedback` would refuse them."""
-    given = {key: line[key] for key in ("score", "label") if line.get(key) is not None}
-    if not given:
-        return None
-    body = json.dumps({"session_id": session, **given}).encode()
-    checked = parse_feedback(body)
-    if isinstance(checked, Refusal):
-        raise LineError(checked.message.removeprefix("Invalid feedback: "))
-    return checked
-
-
-def _kind(value: Any) -> str:
-    names: dict[type, str] = {dict: "an object", list: "an array", str: "a string"}
-    return names.get(type(value), json.dumps(value))
-
-
-def _messages(value: Any, roles: frozenset[str], where: str = "messages") -> list[dict[str, Any]]:
-    if not isinstance(value, list) or not value:
-        raise LineError(f"{where}: a non-empty array of messages is required")
-    for index, message in enumerate(value):
-        if not isinstance(message, dict):
-            raise LineError(f"{where}[{index}]: a message is an object, not {_kind(message)}")
-        role = message.get("role")
-        if role not in roles:
-            raise LineError(
-                f"{where}[{index}].role: {role!r} is not one of {', '.join(sorted(roles))}"
-            )
-    return value
+    return verdict(session, line.get("score"), line.get("label"))
 
 
 def _model(line: dict[str, Any], *, where: str = "model") -> str | None:
     model = line.get("model")
     if model is not None and (not isinstance(model, str) or not model):
         raise LineError(f"{where}: a non-empty string")
-    return None if model is None else _storable(model, where)
-
-
-def _within_cap(turns: list[ImportedTurn]) -> None:
-    size = sum(len(t.request_json) + len(t.response_json) for t in turns)
-    if size > MAX_CONVERSATION_BYTES:
-        raise LineError(
-            f"its {len(turns)}+ turns would store over {MAX_CONVERSATION_BYTES} bytes (each "
-            "request repeats the conversation before it); split the conversation"
-        )
-
-
-def _storable(text: str, where: str) -> str:
-    """`text`, which goes into the store as it is: a lone surrogate (JSON can spell one,
-    UTF-8 cannot) would fail the whole batch, so it fails only its line."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise LineError(f"{where}: holds an unpaired surrogate (\\ud800-\\udfff)") from None
-    return text
-
-
-def _dumps(value: Any) -> str:
-    """Compact JSON text, non-ASCII as is; escaped where a lone surrogate (which JSON can
-    spell, but UTF-8 and so the store cannot) would make it unstorable."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return json.dumps(value, separators=(",", ":"))
-    return text
+    return None if model is None else storable(model, where)
 
 
 # --------------------------------------------------------------------------- openai-jsonl
 
 
 def _openai_turns(line: dict[str, Any]) -> list[ImportedTurn]:
-    messages = [_without_weight(m) for m in _messages(line.get("messages"), OPENAI_ROLES)]
+    messages = [_without_weight(m) for m in checked_messages(line.get("messages"), OPENAI_ROLES)]
     model = _model(line)
     extras: dict[str, Any] = {k: line[k] for k in OPENAI_REQUEST_KEYS if k in line}
     if "tools" in extras and not isinstance(extras["tools"], list):
@@ -257,13 +216,8 @@ def _openai_turns(line: dict[str, Any]) -> list[ImportedTurn]:
             continue
         named: dict[str, Any] = {"model": model} if model else {}
         request: dict[str, Any] = {**named, "messages": messages[:index], **extras}
-        turns.append(
-            ImportedTurn(
-                "chat", "/v1/chat/completions", model, None, None,
-                _dumps(request), _dumps(_chat_completion(message, model, len(turns))),
-            )
-        )  # fmt: skip
-        _within_cap(turns)
+        turns.append(chat_turn(request, message, model, len(turns)))
+        within_cap(turns)
     return turns
 
 
@@ -271,39 +225,22 @@ def _without_weight(message: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in message.items() if k != "weight"}
 
 
-def _chat_completion(message: dict[str, Any], model: str | None, turn: int) -> dict[str, Any]:
-    """The `chat.completion` that would have carried `message`."""
-    answer = {"role": "assistant", "content": message.get("content"), **message}
-    return {
-        "id": f"chatcmpl-import-{turn}",
-        "object": "chat.completion",
-        "model": model or "",
-        "choices": [
-            {
-                "index": 0,
-                "message": answer,
-                "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
-            }
-        ],
-    }
-
-
 # --------------------------------------------------------------------------- anthropic-jsonl
 
 
 def _anthropic_turns(line: dict[str, Any]) -> list[ImportedTurn]:
     request, response = _anthropic_pair(line)
-    messages = _messages(request.get("messages"), ANTHROPIC_ROLES, _where(line, "messages"))
+    messages = checked_messages(request.get("messages"), ANTHROPIC_ROLES, _where(line, "messages"))
     model = _model(request, where=_where(line, "model"))
     turns: list[ImportedTurn] = []
     for index, message in enumerate(messages):
         if message["role"] == "assistant":
             asked = {**request, "messages": messages[:index]}
-            turns.append(_messages_turn(asked, _message(message, model, len(turns)), model))
-            _within_cap(turns)
+            turns.append(messages_turn(asked, _message(message, model, len(turns)), model))
+            within_cap(turns)
     if response is not None:
-        turns.append(_messages_turn(request, response, model))
-        _within_cap(turns)
+        turns.append(messages_turn(request, response, model))
+        within_cap(turns)
     return turns
 
 
@@ -364,21 +301,3 @@ def _message(message: dict[str, Any], model: str | None, turn: int) -> dict[str,
         "stop_reason": "tool_use" if uses_tool else "end_turn",
         "stop_sequence": None,
     }
-
-
-def _messages_turn(
-    request: dict[str, Any], response: dict[str, Any], model: str | None
-) -> ImportedTurn:
-    usage = response.get("usage")
-    usage = usage if isinstance(usage, dict) else {}
-    answered_by = response.get("model")
-    return ImportedTurn(
-        "messages", "/v1/messages",
-        answered_by if isinstance(answered_by, str) and answered_by else model,
-        _count(usage.get("input_tokens")), _count(usage.get("output_tokens")),
-        _dumps(request), _dumps(response),
-    )  # fmt: skip
-
-
-def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None

@@ -16,6 +16,9 @@ from typing import Any, Protocol
 from store.records import (
     ActivityBucket,
     BulkResult,
+    Canary,
+    CanaryRules,
+    CanarySession,
     Cursor,
     DailySkills,
     DailySpend,
@@ -30,6 +33,7 @@ from store.records import (
     ImportedTrace,
     ImportSummary,
     LearnerRun,
+    LearnerTotals,
     NewFeedback,
     RecentReflection,
     ReflectedEpisode,
@@ -252,6 +256,61 @@ class SkillRepository(Protocol):
         ...
 
 
+class CanaryRepository(Protocol):
+    """Canary rollouts of skills and each skillbook's rules for them (`store.canary_rules`)."""
+
+    def rules(self, skillbook: str) -> CanaryRules:
+        """The skillbook's own rules (None: the default); `NotFound` for an unknown one."""
+        ...
+
+    def update_rules(
+        self, skillbook: str, changes: dict[str, Any], *, actor: str = "admin"
+    ) -> CanaryRules:
+        """`None` returns a rule to its default; unknown rules and bad values are refused;
+        `NotFound` for an unknown skillbook (rules never create one)."""
+        ...
+
+    def start(self, skill_id: str, share: float, *, actor: str, note: str | None = None) -> Canary:
+        """Inject a pending or active skill into `share` percent of sessions only."""
+        ...
+
+    def stop(self, skill_id: str, *, actor: str, note: str | None = None) -> Canary:
+        """End its running canary, leaving the skill as it was before the canary."""
+        ...
+
+    def latest(self, skill_id: str) -> Canary | None: ...
+
+    def get(self, seq: int) -> Canary: ...
+
+    def running(self, skillbook: str | None = None) -> list[Canary]: ...
+
+    def running_skills(self, skillbook: str) -> list[tuple[Canary, Skill]]: ...
+
+    def beside(self, canary: Canary) -> list[Canary]:
+        """Other canaries of its skillbook whose run overlapped its own."""
+        ...
+
+    def sessions(self, seq: int) -> list[CanarySession]:
+        """The conversations canary `seq` is judged on, by arm, with their feedback."""
+        ...
+
+    def feedback_mark(self) -> tuple[int, int, float]:
+        """The newest feedback and canary seqs and the latest change of canary rules, so a
+        watcher re-reads only when one moved."""
+        ...
+
+    def books_with_feedback_after(self, seq: int) -> set[str]:
+        """Skillbooks that got feedback past the seq `seq`: the ones whose canaries moved."""
+        ...
+
+    def decide(
+        self, seq: int, action: str, verdict: str, *, actor: str, detail: dict[str, Any]
+    ) -> bool:
+        """`promote`, `withdraw` or `notify` a running canary's verdict, into the skill's
+        history with `detail`; False when there was nothing to do."""
+        ...
+
+
 class TransferRepository(Protocol):
     def export_json(self, name: str) -> dict[str, Any]:
         """The `skillproxy.skillbook/1` document: a file format, so plain JSON."""
@@ -340,6 +399,10 @@ class LearnerRepository(Protocol):
 
     def spend_by_day(self, *, skillbook: str | None, since: float) -> list[DailySpend]:
         """The learner's calls, tokens and cost per UTC day."""
+        ...
+
+    def totals(self) -> list[LearnerTotals]:
+        """Every run ever, added up per skillbook and status."""
         ...
 
     def acquire_lease(self, skillbook: str, owner: str, seconds: float) -> bool:
@@ -445,6 +508,9 @@ class Store(Protocol):
 
     @property
     def learner(self) -> LearnerRepository: ...
+
+    @property
+    def canaries(self) -> CanaryRepository: ...
 
     def migrate(self) -> list[str]:
         """Apply pending schema migrations; returns the names applied now."""

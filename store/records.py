@@ -164,12 +164,88 @@ class SkillEvent:
     after: dict[str, Any]
     note: str | None = None
     """What the person who made the change said of it (a rejection's reason, say)."""
+    detail: dict[str, Any] | None = None
+    """Figures behind an automatic decision (a canary's report at that moment), else None."""
+
+
+CanaryStatus = Literal["running", "promoted", "withdrawn", "stopped"]
+Assignment = Literal["disjoint", "independent"]
+
+
+@dataclass(frozen=True, slots=True)
+class Canary:
+    """One canary rollout of a skill: injected into `share` percent of sessions only.
+
+    `bucket_lo`..`bucket_hi` is the range of session buckets (of `proxy.assignment.BUCKETS`)
+    it owns, fixed when it starts: disjoint canaries of a skillbook own ranges that never
+    overlap, on one hash of the session; an independent one hashes the session with its own
+    skill id. `prior_status` is what the skill was when it started (pending or active): a
+    stopped canary leaves it there."""
+
+    seq: int
+    skill_id: str
+    skillbook: str
+    share: float
+    assignment: Assignment
+    bucket_lo: int
+    bucket_hi: int
+    status: CanaryStatus
+    prior_status: Status
+    started_at: float
+    started_by: str
+    ended_at: float | None = None
+    ended_by: str | None = None
+    end_reason: str | None = None
+    verdict: str | None = None
+    """The last verdict recorded in the skill's history (better, worse), None before one."""
+    alpha: float | None = None
+    """The sequential test's error rate, fixed when it started (None: started before it was
+    kept, so the skillbook's rules are read)."""
+    min_sessions: int | None = None
+    """Rated sessions its boundary is tuned for and promotion waits for, fixed likewise."""
+
+
+@dataclass(frozen=True, slots=True)
+class CanaryRules:
+    """A skillbook's canary rules; `None` means the default (`store.canary_rules.DEFAULTS`)."""
+
+    share: float | None = None
+    """Percent of sessions: set, every approval of a pending skill starts a canary instead."""
+    assignment: Assignment | None = None
+    min_sessions: int | None = None
+    """Sessions with feedback the canary arm needs before an automatic promotion."""
+    on_win: Literal["promote", "notify"] | None = None
+    on_loss: Literal["withdraw", "notify"] | None = None
+    alpha: float | None = None
+    """The sequential test's error rate: the confidence sequence covers at 1 - alpha."""
+
+
+@dataclass(frozen=True, slots=True)
+class CanarySession:
+    """One conversation since a canary started, as the comparison reads it.
+
+    `key` is `s:<session id>` for one the client named, `e:<episode id>` for one the learner
+    grouped; `arm` is `treatment` when a trace of it carried the skill, `control` when none
+    did (and, for a disjoint canary, none carried another canary running beside it)."""
+
+    key: str
+    arm: Literal["treatment", "control"]
+    started_at: float
+    turns: int
+    tokens: int
+    feedback: int
+    score: float | None
+    """The mean of its feedback (a label counts as its `label_score`), None without any."""
+    first_feedback: int | None
+    """The seq of its first feedback: the order sessions enter the sequential test."""
 
 
 @dataclass(frozen=True, slots=True)
 class SkillDetail(Skill):
     evidence: list[Evidence] = field(default_factory=list)
     history: list[SkillEvent] = field(default_factory=list)
+    canary: Canary | None = None
+    """Its latest canary rollout, running or ended; None if it never had one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +297,9 @@ class Trace(TraceSummary):
 
     request_json: Any = None
     response_json: Any = None
+    source: str | None = None
+    """Where an imported trace came from (`import:claude-code`, the OTLP receiver's...); None:
+    proxied."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +344,23 @@ class DailySpend:
     day: str
     """UTC date, `YYYY-MM-DD`."""
     runs: int
+    llm_calls: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+
+
+@dataclass(frozen=True, slots=True)
+class LearnerTotals:
+    """Every run of one skillbook that ended with one status, added up (for /metrics)."""
+
+    skillbook: str
+    status: str
+    runs: int
+    episodes: int
+    reflections: int
+    failures: int
+    proposals: int
     llm_calls: int
     input_tokens: int
     output_tokens: int
@@ -565,6 +661,9 @@ class ImportedTurn:
     output_tokens: int | None
     request_json: str
     response_json: str
+    cost_usd: float | None = None
+    """From the model's published prices and the turn's usage, as a proxied trace's; None
+    when either is unknown (fine-tuning lines carry no usage)."""
 
 
 @dataclass(frozen=True, slots=True)

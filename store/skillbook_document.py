@@ -128,9 +128,11 @@ def _skill(skill: dict[str, Any], where: str) -> dict[str, Any]:
     last = 0
     for i, raw in enumerate(skill["history"]):
         at = f"{where}.history[{i}]"
-        event = _object(raw, EVENT_KEYS, at, optional=("note",))
+        event = _object(raw, EVENT_KEYS, at, optional=("note", "detail"))
         if event.get("note") is not None:
             _text(event["note"], f"{at}.note", empty=True)
+        if event.get("detail") is not None and not isinstance(event["detail"], dict):
+            raise InvalidContent(f"{at}.detail must be an object (a decision's figures)")
         last = _whole(
             event["revision"], f"{at}.revision (revisions must increase)", minimum=last + 1
         )

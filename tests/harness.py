@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -173,4 +174,19 @@ def cli(proxy: RunningProxy, capsys: pytest.CaptureFixture[str]) -> Cli:
 __all__ = [
     "ADMIN_TOKEN", "TRACE_COLUMNS", "Cli", "RunningProxy", "cli", "make_proxy", "proxy",
     "proxy_config",
+    "sink_pid",
 ]  # fmt: skip
+
+
+def sink_pid(proxy: RunningProxy) -> int:
+    """The pid of the proxy's trace sink process (found by its store URL in /proc)."""
+    url = proxy.config.store.url.encode()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"proxy.trace_sink" in cmdline and url in cmdline:
+                return int(entry)
+    raise AssertionError("no trace sink process")

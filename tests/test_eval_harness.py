@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TAU2_PYTHON = Path(os.environ.get("SKILLPROXY_TAU2_PYTHON", ROOT / ".venv-tau2/bin/python"))
 ARMS = ("baseline", "learned", "placebo", "noop")
 TRIALS = 2
-TASKS = 10
+TASKS = 6
 """Of each split, for the suite's time; `make eval-offline` runs every task."""
 FULL = ("--scripted", "--domain", "airline", "--tasks", str(TASKS), "--trials", str(TRIALS),
         "--arms", ",".join(ARMS))  # fmt: skip
@@ -62,7 +62,7 @@ def require_tau2() -> None:
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
-    """Ten airline tasks of each split, two trials, four arms: the pipeline `make eval` runs."""
+    """Six airline tasks of each split, two trials, four arms: the pipeline `make eval` runs."""
     require_tau2()
     out = tmp_path_factory.mktemp("eval") / "run"
     done = run_eval(out, *FULL)

@@ -30,7 +30,7 @@ from store import TRACE_COLUMNS, open_store
 from tests.fakes import replies
 from tests.fakes.provider import FakeProvider
 from tests.fakes.server_thread import ServerThread
-from tests.harness import RunningProxy, proxy_config
+from tests.harness import RunningProxy, proxy_config, sink_pid
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -45,19 +45,6 @@ def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting"
         time.sleep(0.05)
-
-
-def sink_pid(proxy: RunningProxy) -> int:
-    url = proxy.config.store.url.encode()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if b"proxy.trace_sink" in cmdline and url in cmdline:
-                return int(entry)
-    raise AssertionError("no trace sink process")
 
 
 def peak_rss_kib(pid: int) -> int:

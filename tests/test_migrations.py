@@ -482,6 +482,9 @@ def test_the_export_carries_the_release_data(upgraded: store.Store) -> None:
                 del exported[key]
         for item in exported["evidence"]:
             del item["reflection"]  # a reflection's number is local to its store
+        del exported["canary"]  # a rollout is this store's, not the document's
+        for event in exported["history"]:
+            del event["detail"]  # only a canary decision's event carries figures
         return exported
 
     assert upgraded.transfer.export_json("coding") == {
@@ -576,3 +579,152 @@ def stored(row: Trace) -> tuple[Any, ...]:
             value = int(value)
         values.append(value)
     return tuple(values)
+
+
+def released_before(migration: Any, path: Path) -> Any:
+    """A database as the release before `migration` left it: every earlier migration applied
+    and recorded, and a skillbook `book`."""
+    from store.sqlite.db import open_database
+
+    db = open_database(path)
+    db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+    for earlier in MIGRATIONS[: MIGRATIONS.index(migration)]:
+        earlier(db)
+        db.execute("INSERT INTO _migrations VALUES (?, ?)", [earlier.__name__, T0])
+    db.execute(
+        "INSERT INTO skillbooks (name, created_at, updated_at) VALUES ('book', ?, ?)", [T0, T0]
+    )
+    return db
+
+
+def test_m008_canaries_upgrades_a_database_of_the_release_before_it(tmp_path: Path) -> None:
+    """A database made by every migration up to m007 (the release before canaries), with a
+    skill and its history written then, takes m008: the old events read back without figures,
+    and a canary can start, run and end on the skill."""
+    from store.sqlite.migrations import m008_canaries
+
+    path = tmp_path / "m007.db"
+    db = released_before(m008_canaries, path)
+    db.execute(
+        "INSERT INTO skills (seq, id, skillbook, section, content, status, created_at, "
+        "updated_at) VALUES (1, 'refunds-00001', 'book', 'refunds', 'Check the order date "
+        "first.', 'pending', ?, ?)",
+        [T0, T0],
+    )
+    db.execute(
+        "INSERT INTO skill_events (skill_id, revision, action, actor, at, after_json) "
+        "VALUES ('refunds-00001', 1, 'create', 'alice', ?, ?)",
+        [T0, json.dumps(state("refunds", "Check the order date first.", "pending"))],
+    )
+    db.conn.commit()
+    db.conn.close()
+
+    upgraded = store.open_store(str(path))
+    try:
+        later = MIGRATIONS[MIGRATIONS.index(m008_canaries) :]
+        assert upgraded.migrate() == [m.__name__ for m in later]
+        assert [event.detail for event in upgraded.skills.history("refunds-00001")] == [None]
+        started = upgraded.canaries.start("refunds-00001", 20, actor="alice")
+        assert (started.status, started.bucket_lo, started.bucket_hi) == ("running", 0, 2000)
+        assert upgraded.canaries.sessions(started.seq) == []
+        assert upgraded.canaries.stop("refunds-00001", actor="alice").status == "stopped"
+        assert upgraded.skills.get("refunds-00001").status == "pending"
+    finally:
+        upgraded.close()
+    fresh = store.open_store(str(tmp_path / "fresh.db"))
+    fresh.migrate()
+    fresh.close()
+    assert schema(path) == schema(tmp_path / "fresh.db")
+
+
+REVIEW_LISTINGS = {
+    "episodes of a skillbook": "WHERE e.skillbook = ? ORDER BY e.last_at DESC, e.id DESC",
+    "episodes": "ORDER BY e.last_at DESC, e.id DESC",
+    "failed episodes of a skillbook": (
+        "WHERE e.skillbook = ? AND e.status = ? ORDER BY e.last_at DESC, e.id DESC"
+    ),
+    "failed episodes": "WHERE e.status = ? ORDER BY e.last_at DESC, e.id DESC",
+}
+
+
+@pytest.mark.parametrize("listing", sorted(REVIEW_LISTINGS))
+def test_m009_review_listings_read_in_index_order(tmp_path: Path, listing: str) -> None:
+    """The review page's newest-first listings (the shapes `list_episodes` and
+    `traces.newest(outcome="error")` send) walk an index in their order and stop at the
+    limit; a temporary sort would mean reading every row to return fifty."""
+    from store.sqlite.episodes import EPISODE_SELECT
+
+    path = tmp_path / "plans.db"
+    made = store.open_store(str(path))
+    made.migrate()
+    made.close()
+    query = f"{EPISODE_SELECT} {REVIEW_LISTINGS[listing]} LIMIT 50"
+    with closing(sqlite3.connect(path)) as db:
+        plan = [
+            row[-1] for row in db.execute(f"EXPLAIN QUERY PLAN {query}", ["x"] * query.count("?"))
+        ]
+    assert "episodes_" in plan[0] and not any("TEMP B-TREE" in step for step in plan), plan
+
+
+@pytest.mark.parametrize("skillbook", ["WHERE skillbook = ? AND", "WHERE"])
+def test_m009_errors_only_reads_only_failed_traces(tmp_path: Path, skillbook: str) -> None:
+    path = tmp_path / "plans.db"
+    made = store.open_store(str(path))
+    made.migrate()
+    made.close()
+    query = (
+        f"SELECT id FROM traces {skillbook} (status >= 400 OR error IS NOT NULL) "
+        "ORDER BY created_at DESC LIMIT 50"
+    )
+    with closing(sqlite3.connect(path)) as db:
+        plan = [
+            row[-1] for row in db.execute(f"EXPLAIN QUERY PLAN {query}", ["x"] * query.count("?"))
+        ]
+    assert "errors" in plan[0] and not any("TEMP B-TREE" in step for step in plan), plan
+
+
+def test_m010_a_canary_keeps_the_test_it_started_with(tmp_path: Path) -> None:
+    """A database made up to m009 with a canary running takes m010: that canary reads the
+    live rules, as before; one started after keeps its alpha and min_sessions whatever the
+    rules become."""
+    from core.canary_report import build_report
+    from store.sqlite.migrations import m010_canary_test_fixed
+
+    path = tmp_path / "m009.db"
+    db = released_before(m010_canary_test_fixed, path)
+    for seq, section in ((1, "refunds"), (2, "tone")):
+        db.execute(
+            "INSERT INTO skills (seq, id, skillbook, section, content, status, created_at, "
+            "updated_at) VALUES (?, ?, 'book', ?, 'Check first.', 'pending', ?, ?)",
+            [seq, f"{section}-0000{seq}", section, T0, T0],
+        )
+    db.execute(
+        "INSERT INTO canaries (skill_id, skillbook, share, assignment, bucket_lo, bucket_hi, "
+        "prior_status, started_at, started_by) VALUES ('refunds-00001', 'book', 20, "
+        "'disjoint', 0, 2000, 'pending', ?, 'alice')",
+        [T0],
+    )
+    db.conn.commit()
+    db.conn.close()
+
+    upgraded = store.open_store(str(path))
+    try:
+        assert upgraded.migrate() == ["m010_canary_test_fixed"]
+        old = upgraded.canaries.latest("refunds-00001")
+        assert old is not None and (old.alpha, old.min_sessions) == (None, None)
+        upgraded.canaries.update_rules("book", {"alpha": 0.1, "min_sessions": 40}, actor="a")
+        new = upgraded.canaries.start("tone-00002", 20, actor="alice")
+        assert (new.alpha, new.min_sessions) == (0.1, 40)
+        upgraded.canaries.update_rules("book", {"alpha": 0.01, "min_sessions": 500}, actor="a")
+        rules = upgraded.canaries.rules("book")
+        kept = build_report(new, [], rules)
+        assert (kept.alpha, kept.min_sessions, kept.test_values) == (0.1, 40, "fixed at start")
+        assert "alpha 0.1 and min_sessions 40 (fixed at start)" in kept.limits[0]
+        live = build_report(old, [], rules)
+        assert (live.alpha, live.min_sessions, live.test_values) == (0.01, 500, "skillbook rules")
+    finally:
+        upgraded.close()
+    fresh = store.open_store(str(tmp_path / "fresh.db"))
+    fresh.migrate()
+    fresh.close()
+    assert schema(path) == schema(tmp_path / "fresh.db")

@@ -31,6 +31,7 @@ REPOSITORIES = {
     "episodes": interfaces.EpisodeRepository,
     "feedback": interfaces.FeedbackRepository,
     "learner": interfaces.LearnerRepository,
+    "canaries": interfaces.CanaryRepository,
 }
 
 
@@ -151,7 +152,8 @@ def test_records_become_the_json_the_api_has_always_answered() -> None:
     }  # fmt: skip
     assert as_json(detail)["history"] == [
         {"revision": 1, "action": "create", "actor": "alice", "at": 10.0, "before": None,
-         "after": {"content": "x"}, "note": None}
+         "after": {"content": "x"}, "note": None, "detail": None}
     ]  # fmt: skip
+    assert as_json(detail)["canary"] is None
     assert as_json([skill, skill]) == [as_json(skill)] * 2
     assert as_json({"plain": 1}) == {"plain": 1}

@@ -2,14 +2,16 @@
 proxy on loopback, into traces and episodes the learner reflects on.
 
 Covers skillproxy/trace_import.py (the formats), skillproxy/admin/imports.py (the streamed
-endpoint), the import part of store/sqlite/traces.py and its migration, and the `traces
-import` leaf of skillproxy/admin_cli.py with `AdminClient.import_traces`."""
+endpoint), skillproxy/import_formats/privacy.py (`[privacy]` applied to what is imported),
+the import part of store/sqlite/traces.py and its migration, and the `traces import` leaf of
+skillproxy/admin_cli.py with `AdminClient.import_traces`."""
 
 from __future__ import annotations
 
 import io
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from core.prices import cost_usd
 from learner.episodes import group_new_traces
 from skillproxy.trace_import import (
     MAX_LINE_BYTES,
@@ -179,6 +182,8 @@ def test_each_assistant_turn_is_a_trace_whose_request_is_the_conversation_before
             "not 'succeeded'",
         ),
         ("anthropic-jsonl", b'{"params": {"messages": []}}', "custom_id"),
+        ("openai-jsonl", b'{"messages": [{"role": [], "content": "x"}]}', "role: an array is"),
+        ("anthropic-jsonl", b'{"messages": [{"role": {}, "content": "x"}]}', "role: an object"),
     ],
 )
 def test_a_line_that_is_not_a_conversation_says_why(
@@ -224,6 +229,25 @@ def test_import_through_the_cli_makes_one_episode_per_conversation_once(
     assert len(imported(proxy, "old")) == len(stored)
 
 
+def test_an_imported_trace_shows_its_source_and_what_it_cost(cli: Cli, proxy: RunningProxy) -> None:
+    """Priced like a proxied trace, from the model's published prices and the turn's usage;
+    a fine-tuning line, which carries no usage, stays unpriced rather than guessed."""
+    for kind in ("anthropic-jsonl", "openai-jsonl"):
+        code, _, err = cli(
+            "traces", "import", str(FILES[kind]), "--format", kind, "--skillbook", "paid"
+        )
+        assert code == 0, err
+    details = [
+        httpx.get(f"{proxy.url}/admin/traces/{t.trace_id}", headers=AUTH).json()
+        for t in imported(proxy, "paid")
+    ]
+    by_source = {d["source"] for d in details}
+    assert by_source == {"import:anthropic-jsonl", "import:openai-jsonl"}
+    answered = next(d for d in details if d["response_json"].get("id") == "msg_01A")
+    assert answered["cost_usd"] == cost_usd("claude-sonnet-4-5", 21, 9) and answered["cost_usd"] > 0
+    assert all(d["cost_usd"] is None for d in details if d["source"] == "import:openai-jsonl")
+
+
 def test_bad_lines_are_reported_by_number_and_the_good_ones_imported(
     cli: Cli, proxy: RunningProxy, tmp_path: Path
 ) -> None:
@@ -250,6 +274,63 @@ def test_bad_lines_are_reported_by_number_and_the_good_ones_imported(
     assert f"over {MAX_LINE_BYTES} bytes" in reported[6]
     assert "5 lines of" in err and "failed; the others were imported" in err
     assert len(imported(proxy, "default")) == 4
+
+
+@pytest.mark.parametrize("kind", ["openai-jsonl", "anthropic-jsonl"])
+def test_a_value_of_the_wrong_type_fails_its_line_and_the_others_are_stored(
+    kind: ImportFormat, cli: Cli, proxy: RunningProxy, tmp_path: Path
+) -> None:
+    """A role that is an array (unhashable) once aborted the whole import, storing nothing."""
+    good = FILES[kind].read_text().splitlines()
+    odd = json.loads(good[0])
+    messages = odd["params"]["messages"] if "params" in odd else odd["messages"]
+    messages[0]["role"] = []
+    path = tmp_path / "odd.jsonl"
+    path.write_text("\n".join([good[0], json.dumps(odd), good[1]]) + "\n")
+    code, out, err = cli("traces", "import", str(path), "--format", kind)
+    assert code == 1
+    assert "2 conversations" in out and "1 failed" in out, out
+    assert "line 2: " in err and "role: an array is not one of" in err, err
+    assert len({t.source_id for t in imported(proxy, "default")}) == 2
+
+
+def test_privacy_redacts_imported_bodies_as_it_does_proxied_ones(make_proxy: Any) -> None:
+    """`privacy.stored_skillbooks` applies to what an import stores, as to proxied traces."""
+    proxy = make_proxy(privacy={"stored_skillbooks": ["*"]})
+    line = {"messages": [
+        {"role": "user", "content": "Write to jane.doe@example.com about my order"},
+        {"role": "assistant", "content": "Done: jane.doe@example.com has it."},
+    ]}  # fmt: skip
+    answer = httpx.post(
+        proxy.url + "/admin/skillbooks/default/traces/import", params={"format": "openai-jsonl"},
+        content=json.dumps(line).encode() + b"\n", headers=AUTH,
+    )  # fmt: skip
+    assert answer.status_code == 200 and '"imported":1' in answer.text.replace(" ", "")
+    [trace] = imported(proxy, "default")
+    detail = httpx.get(f"{proxy.url}/admin/traces/{trace.trace_id}", headers=AUTH).json()
+    bodies = json.dumps([detail["request_json"], detail["response_json"]])
+    assert "jane.doe@example.com" not in bodies and bodies.count("[EMAIL]") == 2
+
+
+def test_a_failure_after_the_answer_began_ends_it_with_a_summary(proxy: RunningProxy) -> None:
+    """Once the NDJSON answer has begun, an unexpected failure (here the database refuses the
+    insert: a trigger of a schema the store does not expect) ends it with a summary carrying
+    `error`, not a 500 page written into the stream."""
+    database = proxy.config.store.url.removeprefix("sqlite:///")
+    with sqlite3.connect(database) as conn:
+        conn.execute(
+            "CREATE TRIGGER refuse_imports BEFORE INSERT ON trace_imports "
+            "BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END"
+        )
+    url = proxy.url + "/admin/skillbooks/refused/traces/import"
+    body = FILES["openai-jsonl"].read_bytes()
+    with httpx.stream(
+        "POST", url, params={"format": "openai-jsonl"}, content=[body], headers=AUTH
+    ) as answer:
+        assert answer.status_code == 200
+        sent = [json.loads(text) for text in answer.iter_lines() if text]
+    assert sent[-1]["done"] is True and "internal error" in sent[-1]["error"], sent
+    assert sent[-1]["imported"] == 0 and imported(proxy, "refused") == []
 
 
 def test_the_endpoint_streams_ndjson_and_refuses_an_unknown_format(proxy: RunningProxy) -> None:
@@ -309,7 +390,7 @@ def test_the_learner_learns_from_imported_conversations(
 def test_a_line_whose_turns_would_store_too_much_fails_alone(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("skillproxy.trace_import.MAX_CONVERSATION_BYTES", 400)
+    monkeypatch.setattr("skillproxy.import_formats.turns.MAX_CONVERSATION_BYTES", 400)
     line = json.dumps(lines(FILES["openai-jsonl"])[1]).encode()
     with pytest.raises(LineError, match="split the conversation"):
         parse_line("openai-jsonl", line)

@@ -496,3 +496,42 @@ def test_the_episode_page_shows_every_reflection_field_and_the_lessons_the_rules
     page.goto(f"{proxy.url}/ui/#/traffic/support")
     expect(page.locator(".chart-spend svg rect.bar.spend")).to_have_count(1)  # today's run
     expect(page.locator(".chart-spend figcaption")).to_contain_text("over 1 LLM calls")
+
+
+def test_a_skill_is_approved_as_a_canary_and_its_panel_shows_the_arms(
+    proxy: RunningProxy, page: Page
+) -> None:
+    rule = "When a customer asks for a refund, check the order date before promising anything."
+    skill_id = proxy.add_skill("support", "refunds", rule, approve=False)
+    sign_in(page, proxy, f"/skill/{skill_id}")
+    page.fill("input[name=canary-share]", "30")
+    page.click("button[name=canary]")
+    panel = page.locator(".canary-panel")
+    expect(panel).to_contain_text("30% of sessions")
+    expect(page.locator(".badge.canary")).to_have_text("canary 30%")
+    expect(panel.locator("tbody tr")).to_have_count(2)
+    expect(panel.locator(".verdict")).to_have_text("no data")
+    expect(panel.locator(".canary-limits")).to_contain_text("without feedback there is no verdict")
+    expect(panel).to_contain_text("Howard")
+    assert skill(proxy, skill_id)["canary"]["status"] == "running"
+    assert skill(proxy, skill_id)["canary"]["share"] == 30
+
+    page.click("button[name=stop-canary]")
+    expect(page.locator(".canary-panel")).to_have_attribute("data-status", "stopped")
+    assert skill(proxy, skill_id)["canary"]["status"] == "stopped"
+    expect(page.locator("button[name=canary]")).to_be_visible()  # it may run again
+
+
+def test_the_queue_has_a_canary_button_beside_approve(proxy: RunningProxy, page: Page) -> None:
+    rule = "When a customer asks for a refund, check the order date before promising anything."
+    skill_id = proxy.add_skill("support", "refunds", rule, approve=False)
+    sign_in(page, proxy, "/queue/support")
+    card = page.locator(".skill-card")
+    expect(
+        card.locator("button[name=approve] + .canary-control button[name=canary]")
+    ).to_be_visible()
+    card.locator("input[name=canary-share]").fill("15")
+    card.locator("button[name=canary]").click()
+    expect(page.locator(".skill-card .badge.canary")).to_have_text("canary 15%")
+    assert skill(proxy, skill_id)["canary"]["share"] == 15
+    assert skill(proxy, skill_id)["status"] == "pending"  # still in the queue, for a person

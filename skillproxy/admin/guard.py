@@ -219,15 +219,24 @@ def cross_site_refusal(request: web.Request) -> str | None:
 
 
 async def require_admin(request: web.Request, handler: Handler) -> web.StreamResponse:
+    refused = admin_refusal(request)
+    if refused is not None:
+        return admin_error(*refused)
+    return await handler(request)
+
+
+def admin_refusal(request: web.Request) -> tuple[int, str, str] | None:
+    """Why `request` may not use the admin API, as (status, message, code); None if it may.
+    The OTLP receiver, which also writes into the store, asks the same question."""
     if (refusal := cross_site_refusal(request)) is not None:
-        return admin_error(403, f"Refused: {refusal}.", "cross_site_request")
+        return 403, f"Refused: {refusal}.", "cross_site_request"
     config = request.config_dict[STATE].config
     token = config.admin.token
     if not token:
         refusal = local_client_refusal(request, config.server.trusted_proxies)
         if refusal is None:
-            return await handler(request)
-        return admin_error(
+            return None
+        return (
             403,
             "The admin API answers only clients on loopback while no admin.token is "
             f"configured: {refusal}.",
@@ -236,12 +245,10 @@ async def require_admin(request: web.Request, handler: Handler) -> web.StreamRes
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer" or not given:
-        return admin_error(
-            401, "Send the admin token as 'Authorization: Bearer <token>'.", "missing_token"
-        )
+        return 401, "Send the admin token as 'Authorization: Bearer <token>'.", "missing_token"
     if not hmac.compare_digest(secret_digest(given.strip()), secret_digest(token)):
-        return admin_error(403, "The admin token is not valid.", "invalid_token")
-    return await handler(request)
+        return 403, "The admin token is not valid.", "invalid_token"
+    return None
 
 
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -6,13 +6,20 @@ call: what a batch accepted is committed before the next line is read, so a bad 
 client that hangs up or a store that fails later loses nothing already accepted. The answer
 is NDJSON, progress lines as batches commit and a summary last, because a large file takes a while
 and its sender should see it moving.
+
+The formats whose conversations span lines (`claude-code`, `langfuse`, `otlp-json`) are fed
+line by line to their reader, which holds the open conversations within caps
+(`skillproxy.import_formats.grouping`); their conversations are complete, and stored in
+batches, only once the body has ended. Lines are reported by number either way, and a
+conversation refused at the end at the line it began at.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,13 +27,22 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from core import jsonio
+from core.redaction import Redactor
 from proxy.state import ProxyState
+from skillproxy.admin.guard import AdminError
 from skillproxy.admin.requests import Query, query_of, skillbook_name, state_of
+from skillproxy.import_formats.grouping import Finished, GroupedFormat
+from skillproxy.import_formats.langfuse import DEFAULT_SCORE_NAMES
+from skillproxy.import_formats.privacy import import_redactor, redacted
+from skillproxy.import_formats.turns import unexpected
 from skillproxy.trace_import import (
+    LINE_FORMATS,
     ImportFormat,
     LineError,
     LineSplitter,
     TooLong,
+    grouped,
+    line_limit,
     parse_line,
     stored_bytes,
     too_long_error,
@@ -51,15 +67,35 @@ MAX_REPORTED = 100
 READ_CHUNK = 64 * 1024
 NDJSON = "application/x-ndjson"
 
+log = logging.getLogger("skillproxy.import")
+
 
 class TraceImportQuery(Query):
-    format: Literal["openai-jsonl", "anthropic-jsonl"] = Field(
-        description=(
-            "openai-jsonl: one {messages, tools?} conversation per line, as OpenAI's chat "
-            "fine-tuning files; anthropic-jsonl: a Messages request per line, optionally with "
-            "its response, or a Message Batches line {custom_id, params, result?}. Either may "
-            "add session_id, model, and score (0..1) and/or label as session feedback"
+    format: Literal["openai-jsonl", "anthropic-jsonl", "claude-code", "langfuse", "otlp-json"] = (
+        Field(
+            description=(
+                "openai-jsonl: one {messages, tools?} conversation per line, as OpenAI's chat "
+                "fine-tuning files; anthropic-jsonl: a Messages request per line, optionally "
+                "with its response, or a Message Batches line {custom_id, params, result?}; "
+                "either may add session_id, model, and score (0..1) and/or label as session "
+                "feedback. Conversations over many lines: claude-code: a Claude Code session "
+                "transcript (~/.claude/projects/*/<session>.jsonl), a session per episode; "
+                "langfuse: Langfuse's export of traces, observations and scores (blob storage "
+                "JSONL or API records), a trace per episode, each GENERATION a turn, a 0..1 "
+                "score named in score_names as feedback; otlp-json: OTLP/JSON trace exports, one "
+                "ExportTraceServiceRequest per line (or one pretty-printed), spans following "
+                "the GenAI semantic conventions, a trace per episode, each chat span a turn"
+            )
         )
+    )
+    score_names: str | None = Field(
+        default=None,
+        description=(
+            "langfuse only: the score names taken as feedback, comma-separated, compared as "
+            "labels are (user_feedback is user-feedback); default: "
+            + ",".join(DEFAULT_SCORE_NAMES)
+            + ". Other scores (a toxicity score, high when the answer is bad) are left out"
+        ),
     )
 
 
@@ -69,12 +105,18 @@ class FailedLine(BaseModel):
 
 
 class ImportProgress(BaseModel):
-    """A progress line, after each batch the store committed."""
+    """A progress line, after a batch (at most about once a second): the last line read, and
+    the conversations stored (`imported`), found stored before (`skipped`) and refused so far.
+
+    The formats whose conversations span lines store nothing until the body has ended, so
+    for them `held` says how many conversations have been read and are held until then; as
+    they are stored, `imported` grows and `held` falls to 0."""
 
     line: int
     imported: int
     skipped: int
     failed: int
+    held: int | None = None
 
 
 class ImportDone(BaseModel):
@@ -88,9 +130,9 @@ class ImportDone(BaseModel):
     failed: list[FailedLine]
     failed_count: int
     error: str | None = None
-    """Set when the import stopped early (the store became unavailable): lines up to `lines`
-    were handled, some after it may have been, the rest were not read; importing the same
-    file again adds only what is missing."""
+    """Set when the import stopped early (the store became unavailable, the body broke off,
+    an internal error): lines up to `lines` were handled, some after it may have been, the
+    rest were not read; importing the same file again adds only what is missing."""
 
 
 @dataclass
@@ -107,15 +149,17 @@ class _Tally:
         if len(self.failed) < MAX_REPORTED:
             self.failed.append(FailedLine(line=line, error=error))
 
-    def progress(self) -> dict[str, Any]:
+    def progress(self, held: int | None) -> dict[str, Any]:
         return ImportProgress(
-            line=self.line, imported=self.imported, skipped=self.skipped, failed=self.failed_count
-        ).model_dump()
+            line=self.line, imported=self.imported, skipped=self.skipped,
+            failed=self.failed_count, held=held,
+        ).model_dump(exclude_none=True)  # fmt: skip
 
     def done(self, error: str | None = None) -> dict[str, Any]:
+        failed = sorted(self.failed, key=lambda f: f.line)  # conversations refused at the end
         return ImportDone(
             done=True, lines=self.line, imported=self.imported, skipped=self.skipped,
-            traces=self.traces, failed=self.failed, failed_count=self.failed_count, error=error,
+            traces=self.traces, failed=failed, failed_count=self.failed_count, error=error,
         ).model_dump()  # fmt: skip
 
 
@@ -124,33 +168,85 @@ Numbered = tuple[int, bytes | TooLong]
 
 async def import_traces(request: web.Request) -> web.StreamResponse:
     state, skillbook = state_of(request), skillbook_name(request)
-    kind: ImportFormat = query_of(request, TraceImportQuery).format
+    query = query_of(request, TraceImportQuery)
+    kind: ImportFormat = query.format
+    score_names = _score_names(kind, query.score_names)
     settle_s = state.config.learner.settle_s
+    redactor = import_redactor(state.config, skillbook)
     answer = web.StreamResponse(headers={"Content-Type": NDJSON})
     await answer.prepare(request)
-    tally, last_progress = _Tally(), float("-inf")
+    tally = _Tally()
+    reader = None if kind in LINE_FORMATS else grouped(kind, score_names=score_names)
+    progress = _Progress(answer, tally, reader)
     try:
-        async for batch in _batches(request):
-            rest = batch
+        async for batch in _batches(request, line_limit(kind)):
+            if reader is not None:  # held until the body ends
+                await asyncio.to_thread(_feed, reader, batch, tally)
+                rest: list[Numbered] = []
+            else:
+                rest = batch
             while rest:
                 parsed, rest = await asyncio.to_thread(_parse, kind, rest, tally)
                 if parsed:
-                    await _store(state, skillbook, parsed, settle_s, tally)
+                    await _store(state, skillbook, parsed, settle_s, tally, redactor)
             tally.line = batch[-1][0]
-            if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
-                last_progress = time.monotonic()
-                await _write(answer, tally.progress())
+            await progress.maybe()
+        if reader is not None:
+            finished = reader.finish()
+            while parsed := await asyncio.to_thread(_take, finished, tally):
+                await _store(state, skillbook, parsed, settle_s, tally, redactor)
+                await progress.maybe()
     except StoreUnavailable as exc:
         await _write(answer, tally.done(f"the store is unavailable: {exc}; import again later"))
+        return answer
+    except ConnectionResetError:  # the client hung up: no one to tell
+        raise
+    except Exception as exc:  # the answer has begun: it ends with a summary, not a 500 page
+        log.exception("import into %s (%s) stopped", skillbook, kind)
+        await _write(answer, tally.done(_stopped(exc)))
         return answer
     await _write(answer, tally.done())
     await answer.write_eof()
     return answer
 
 
-async def _batches(request: web.Request) -> AsyncIterator[list[Numbered]]:
+def _score_names(kind: ImportFormat, given: str | None) -> list[str] | None:
+    if given is None:
+        return None
+    if kind != "langfuse":
+        raise AdminError(400, "score_names: only for format=langfuse", "invalid_query")
+    names = [name.strip() for name in given.split(",") if name.strip()]
+    if not names:
+        raise AdminError(400, "score_names: name at least one score", "invalid_query")
+    return names
+
+
+class _Progress:
+    """Writes a progress line now and then (`PROGRESS_EVERY_S`), the first at once."""
+
+    def __init__(
+        self, answer: web.StreamResponse, tally: _Tally, reader: GroupedFormat | None
+    ) -> None:
+        self._answer, self._tally, self._reader = answer, tally, reader
+        self._last = float("-inf")
+
+    async def maybe(self) -> None:
+        if time.monotonic() - self._last < PROGRESS_EVERY_S:
+            return
+        self._last = time.monotonic()
+        held = None if self._reader is None else self._reader.held()
+        await _write(self._answer, self._tally.progress(held))
+
+
+def _stopped(exc: Exception) -> str:
+    if isinstance(exc, web.RequestPayloadError):  # aiohttp's reading of the body
+        return f"the request body broke off ({exc}); import the file again"
+    return "an internal error stopped the import (the proxy's log has the traceback)"
+
+
+async def _batches(request: web.Request, limit: int) -> AsyncIterator[list[Numbered]]:
     """The body's lines, in batches of `BATCH_LINES` or `BATCH_BYTES`, whichever comes first."""
-    splitter, batch, size = LineSplitter(), list[Numbered](), 0
+    splitter, batch, size = LineSplitter(limit), list[Numbered](), 0
     async for chunk in request.content.iter_chunked(READ_CHUNK):
         for numbered in splitter.feed(chunk):
             batch.append(numbered)
@@ -179,11 +275,44 @@ def _parse(
         except LineError as exc:
             tally.fail(number, str(exc))
             continue
+        except Exception:  # a bug: this line's failure, not the batch's
+            tally.fail(number, str(unexpected(f"line {number}")))
+            continue
         parsed.append(conversation)
         size += stored_bytes(conversation)
         if size >= STORE_BYTES:
             return parsed, batch[index + 1 :]
     return parsed, []
+
+
+def _feed(reader: GroupedFormat, batch: list[Numbered], tally: _Tally) -> None:
+    """Each line of the batch to a reader of conversations that span lines."""
+    for number, raw in batch:
+        if isinstance(raw, TooLong):
+            tally.fail(number, too_long_error(raw))
+            continue
+        try:
+            reader.feed(number, raw)
+        except LineError as exc:
+            tally.fail(number, str(exc))
+        except Exception:  # a bug: this line's failure, not the batch's
+            tally.fail(number, str(unexpected(f"line {number}")))
+
+
+def _take(finished: Iterator[Finished], tally: _Tally) -> list[ImportedConversation]:
+    """The next finished conversations, up to `STORE_BYTES` of traces; each refused one
+    counted as a failed line. Empty once there are no more."""
+    parsed: list[ImportedConversation] = []
+    size = 0
+    for number, outcome in finished:
+        if isinstance(outcome, LineError):
+            tally.fail(number, str(outcome))
+            continue
+        parsed.append(outcome)
+        size += stored_bytes(outcome)
+        if size >= STORE_BYTES:
+            break
+    return parsed
 
 
 async def _store(
@@ -192,7 +321,11 @@ async def _store(
     conversations: list[ImportedConversation],
     settle_s: float,
     tally: _Tally,
+    redactor: Redactor | None,
 ) -> None:
+    """Store a batch, redacted first as `[privacy]` asks for the skillbook's traces."""
+    if redactor is not None:
+        conversations = await asyncio.to_thread(redacted, conversations, redactor)
     stored = await state.store.run(
         lambda s: s.traces.import_conversations(skillbook, conversations, settle_s=settle_s)
     )

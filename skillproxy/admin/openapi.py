@@ -96,7 +96,9 @@ def openapi_document(routes: Iterable[AdminRoute]) -> dict[str, Any]:
                 "Skillbooks, skills, traces and the learner under /admin, and the proxy's "
                 "/v1/feedback. With admin.token set the admin API wants it as a bearer token; "
                 "without one it answers only clients on loopback. A method a path does not "
-                "take answers 405 with `Allow`."
+                "take answers 405 with `Allow`. Not described here: `POST /otlp/v1/traces`, "
+                "an OTLP/HTTP trace receiver behind the same auth, which speaks OTLP's own "
+                "protocol (https://opentelemetry.io/docs/specs/otlp/#otlphttp)."
             ),
         },
         "paths": paths,

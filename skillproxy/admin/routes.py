@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
+from core.canary_report import CanaryReport
 from skillproxy.admin import episodes, imports, learner, skillbooks, skills, traces, transfer
 from skillproxy.admin.guard import AdminError, Handler, guarded
 from skillproxy.admin.openapi import openapi_document
@@ -15,6 +16,7 @@ from skillproxy.admin.trace_queries import ActivityQuery, SpendQuery, TracesQuer
 from store.records import (
     ActivityBucket,
     BulkResult,
+    Canary,
     DailySkills,
     DailySpend,
     EpisodeDetail,
@@ -170,6 +172,38 @@ ROUTES = (
         "GET", "/skills/{skill_id}/outcomes", skills.skill_outcomes,
         "Episodes it was injected into and their feedback, beside comparable ones without it",
         response=SkillOutcome,
+    ),
+    AdminRoute(
+        "POST", "/skills/{skill_id}/canary", skills.start_canary,
+        "Approve as a canary: inject a pending or active skill into a share of sessions only, "
+        "chosen by a stable hash of the session", skills.CanaryStart, response=Canary,
+        status=201,
+    ),
+    AdminRoute(
+        "GET", "/skills/{skill_id}/canary", skills.canary_report,
+        "The skill's latest canary per arm (sessions, feedback, mean score, tokens and turns "
+        "per conversation), the difference with its always-valid 95% interval, the verdict",
+        response=CanaryReport, query=skills.CanaryQuery,
+    ),
+    AdminRoute(
+        "POST", "/skills/{skill_id}/canary/stop", skills.stop_canary,
+        "End the skill's canary, leaving the skill as it was before it", skills.ActionNote,
+        response=Canary,
+    ),
+    AdminRoute(
+        "GET", "/skillbooks/{skillbook}/canaries", skills.skillbook_canaries,
+        "The skillbook's running canaries, each with its report", response=CanaryReport,
+        listed=True, query=skills.CanaryQuery,
+    ),
+    AdminRoute(
+        "GET", "/skillbooks/{skillbook}/canary-rules", skillbooks.get_canary_rules,
+        "The skillbook's canary rules: share for every approval, assignment, when to promote "
+        "or withdraw", response=skillbooks.CanaryRulesView,
+    ),
+    AdminRoute(
+        "PATCH", "/skillbooks/{skillbook}/canary-rules", skillbooks.update_canary_rules,
+        "Change canary rules (null returns one to its default)", skillbooks.CanaryRulesPatch,
+        response=skillbooks.CanaryRulesView,
     ),
     AdminRoute(
         "GET", "/traces", traces.list_traces, "List traces, newest first",

@@ -1,5 +1,5 @@
 """Admin handlers for skillbooks: listing, settings and freezing, copy, soft delete, history,
-and the section exactly as injected.
+the section exactly as injected, and the rules its canaries follow.
 
 Every write runs on the database thread, then refreshes this process's skillbook cache at once
 (other processes sharing the database see the new version on their next poll).
@@ -27,8 +27,9 @@ from skillproxy.admin.requests import (
     skillbook_name,
     state_of,
 )
+from store.canary_rules import effective
 from store.interfaces import Store
-from store.records import ImportSummary, Skillbook, as_json
+from store.records import CanaryRules, ImportSummary, Skillbook, as_json
 from store.rules import SETTINGS
 
 
@@ -218,3 +219,51 @@ async def compiled_prompt(request: web.Request) -> web.Response:
         text=section.text,
     )
     return web.json_response(prompt.model_dump(mode="json"))
+
+
+class CanaryRulesPatch(Body):
+    """A skillbook's canary rules; null returns one to its default."""
+
+    share: float | None = Field(
+        default=None,
+        gt=0,
+        lt=100,
+        allow_inf_nan=False,
+        description="set: every approval of a pending skill starts a canary at this percent",
+    )
+    assignment: Literal["disjoint", "independent"] | None = None
+    min_sessions: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="rated sessions the canary arm needs before an automatic promotion",
+    )
+    on_win: Literal["promote", "notify"] | None = None
+    on_loss: Literal["withdraw", "notify"] | None = None
+    alpha: float | None = Field(default=None, gt=0, le=0.2, allow_inf_nan=False)
+
+
+class CanaryRulesView(BaseModel):
+    skillbook: str
+    rules: CanaryRules
+    effective: CanaryRules
+
+
+async def get_canary_rules(request: web.Request) -> web.Response:
+    name = skillbook_name(request)
+    rules = await state_of(request).store.run(lambda s: s.canaries.rules(name))
+    return web.json_response(_rules_view(name, rules))
+
+
+async def update_canary_rules(request: web.Request) -> web.Response:
+    state, name, who = state_of(request), skillbook_name(request), actor(request)
+    changes = CanaryRulesPatch.model_validate(await read_json(request)).model_dump(
+        exclude_unset=True
+    )
+    rules = await state.store.run(lambda s: s.canaries.update_rules(name, changes, actor=who))
+    return web.json_response(_rules_view(name, rules))
+
+
+def _rules_view(name: str, rules: CanaryRules) -> dict[str, Any]:
+    view = CanaryRulesView(skillbook=name, rules=rules, effective=effective(rules))
+    return view.model_dump(mode="json")

@@ -1,5 +1,6 @@
 """Admin handlers for skills: propose, read, edit, approve and the other transitions (one at
-a time or in bulk), soft delete, roll back, and the outcome figures a reviewer needs.
+a time or in bulk), soft delete, roll back, and the outcome figures a reviewer needs; and
+canaries: approve a skill into a share of sessions, read its per-arm report, stop it.
 
 Every write runs on the database thread, then refreshes this process's skillbook cache at once
 (other processes sharing the database see the new version on their next poll).
@@ -12,6 +13,7 @@ from typing import Annotated, Literal
 from aiohttp import web
 from pydantic import Field
 
+from core.canary_report import DEFAULT_EFFECT, CanaryReport, build_report
 from skillproxy.admin.guard import read_json
 from skillproxy.admin.requests import (
     ACTOR_HEADER,
@@ -23,6 +25,8 @@ from skillproxy.admin.requests import (
     skillbook_name,
     state_of,
 )
+from store.errors import NotFound
+from store.interfaces import Store
 from store.records import as_json
 
 __all__ = ["ACTOR_HEADER", "state_of"]  # older imports of these from here keep working
@@ -176,3 +180,77 @@ async def rollback_skill(request: web.Request) -> web.Response:
         lambda store: store.skills.rollback(skill_id, body.revision, actor=who)
     )
     return await changed(state, rolled)
+
+
+class CanaryStart(Body):
+    share: float = Field(
+        gt=0, lt=100, allow_inf_nan=False, description="percent of sessions that get the skill"
+    )
+    note: str | None = Field(
+        default=None, max_length=500, description="why, kept in the skill's history"
+    )
+
+
+class CanaryQuery(Query):
+    effect: float = Field(
+        default=DEFAULT_EFFECT,
+        gt=0,
+        le=1,
+        description="the difference in mean score the sessions-needed estimate is for",
+    )
+
+
+async def start_canary(request: web.Request) -> web.Response:
+    """Inject the skill into `share` percent of sessions only, chosen by session hash."""
+    state, skill_id, who = state_of(request), request.match_info["skill_id"], actor(request)
+    body = CanaryStart.model_validate(await read_json(request))
+    started = await state.store.run(
+        lambda store: store.canaries.start(skill_id, body.share, actor=who, note=body.note)
+    )
+    return await changed(state, started, status=201)
+
+
+async def stop_canary(request: web.Request) -> web.Response:
+    state, skill_id, who = state_of(request), request.match_info["skill_id"], actor(request)
+    body = await read_json(request)  # none, or an object: `[]` or `0` is no note
+    note = ActionNote.model_validate({} if body is None else body).note
+    stopped = await state.store.run(
+        lambda store: store.canaries.stop(skill_id, actor=who, note=note)
+    )
+    return await changed(state, stopped)
+
+
+async def canary_report(request: web.Request) -> web.Response:
+    """The skill's latest canary, per arm, with the sequential test's interval and verdict."""
+    skill_id = request.match_info["skill_id"]
+    effect = query_of(request, CanaryQuery).effect
+    report = await state_of(request).store.run(lambda store: report_of(store, skill_id, effect))
+    return web.json_response(as_json(report))
+
+
+async def skillbook_canaries(request: web.Request) -> web.Response:
+    """Every running canary of the skillbook, with its report."""
+    name = skillbook_name(request)
+    effect = query_of(request, CanaryQuery).effect
+
+    def reports(store: Store) -> list[CanaryReport]:
+        store.skillbooks.get(name)  # NotFound for an unknown skillbook
+        return [report_of(store, c.skill_id, effect) for c in store.canaries.running(name)]
+
+    found = await state_of(request).store.run(reports)
+    return web.json_response({"data": as_json(found)})
+
+
+def report_of(store: Store, skill_id: str, effect: float = DEFAULT_EFFECT) -> CanaryReport:
+    store.skills.get(skill_id)  # NotFound for an unknown skill
+    canary = store.canaries.latest(skill_id)
+    if canary is None:
+        raise NotFound(f"skill {skill_id} has never been a canary")
+    canaries = store.canaries
+    return build_report(
+        canary,
+        canaries.sessions(canary.seq),
+        canaries.rules(canary.skillbook),
+        canaries.beside(canary),
+        effect=effect,
+    )

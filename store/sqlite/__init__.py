@@ -11,6 +11,7 @@ from pathlib import Path
 import sqlite_utils
 
 from store.errors import StoreMoved
+from store.sqlite.canaries import SQLiteCanaries
 from store.sqlite.db import BUSY_TIMEOUT_MS, open_database, set_lock_wait, unavailable
 from store.sqlite.episodes import SQLiteEpisodes
 from store.sqlite.feedback import SQLiteFeedback
@@ -62,6 +63,8 @@ class SQLiteStore:
         self.episodes = SQLiteEpisodes(db)
         self.feedback = SQLiteFeedback(db)
         self.learner = SQLiteLearner(db, self.skills, self.episodes)
+        self.canaries = SQLiteCanaries(db, self.skillbooks, self.skills)
+        self.skills.canaries = self.canaries
 
     def migrate(self) -> list[str]:
         """Start-up is nobody's request: migrations wait for locks as long as any process

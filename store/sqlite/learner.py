@@ -22,6 +22,7 @@ from store.records import (
     Episode,
     EpisodeDetail,
     LearnerRun,
+    LearnerTotals,
     ProposeRetire,
     ProposeSkill,
     RecentReflection,
@@ -92,6 +93,17 @@ class SQLiteLearner:
             [since, *params],
         ).fetchall()
         return [DailySpend(d, n, c, i, o, round(float(cost), 6)) for d, n, c, i, o, cost in rows]
+
+    def totals(self) -> list[LearnerTotals]:
+        rows = self._db.execute(
+            "SELECT skillbook, status, count(*), sum(episodes), sum(reflections), sum(failures), "
+            "sum(proposals), sum(llm_calls), sum(input_tokens), sum(output_tokens), "
+            "sum(cost_usd) FROM learner_runs GROUP BY skillbook, status ORDER BY skillbook, status"
+        ).fetchall()
+        return [
+            LearnerTotals(sb, status, n, ep, refl, fail, prop, calls, inp, out, round(cost, 6))
+            for sb, status, n, ep, refl, fail, prop, calls, inp, out, cost in rows
+        ]
 
     def tokens_since(self, since: float) -> int:
         """Input + output tokens spent by every run started since `since` (all skillbooks)."""

@@ -335,9 +335,91 @@ def m007_trace_imports(db: sqlite_utils.Database) -> None:
     )
 
 
+def m008_canaries(db: sqlite_utils.Database) -> None:
+    """Canary rollouts (issue 21): a skill injected into a share of sessions, its outcome
+    compared against the rest. `canaries` holds one row per rollout, with the bucket range it
+    owns ([bucket_lo, bucket_hi) of `proxy.assignment.BUCKETS`) fixed at start, so a session
+    never changes arm while it runs; at most one running per skill. `canary_rules` holds a
+    skillbook's rules (NULL: the default). `skill_events.detail_json` keeps the figures a
+    canary decision was taken on; a report reads a skillbook's feedback since its canary
+    started, by `feedback_book_created`."""
+    db.execute(
+        """
+        CREATE TABLE canaries (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            skill_id TEXT NOT NULL REFERENCES skills (id),
+            skillbook TEXT NOT NULL,
+            share REAL NOT NULL,
+            assignment TEXT NOT NULL CHECK (assignment IN ('disjoint', 'independent')),
+            bucket_lo INTEGER NOT NULL,
+            bucket_hi INTEGER NOT NULL,
+            status TEXT NOT NULL DEFAULT 'running'
+                CHECK (status IN ('running', 'promoted', 'withdrawn', 'stopped')),
+            prior_status TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            started_by TEXT NOT NULL,
+            ended_at REAL,
+            ended_by TEXT,
+            end_reason TEXT,
+            verdict TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX canaries_skill ON canaries (skill_id, seq)")
+    db.execute(
+        "CREATE UNIQUE INDEX canaries_running ON canaries (skill_id) WHERE status = 'running'"
+    )
+    db.execute("CREATE INDEX canaries_book ON canaries (skillbook, status)")
+    db.execute(
+        """
+        CREATE TABLE canary_rules (
+            skillbook TEXT PRIMARY KEY,
+            share REAL,
+            assignment TEXT,
+            min_sessions INTEGER,
+            on_win TEXT,
+            on_loss TEXT,
+            alpha REAL,
+            updated_at REAL NOT NULL
+        ) WITHOUT ROWID
+        """
+    )
+    db.execute("ALTER TABLE skill_events ADD COLUMN detail_json TEXT")
+    db.execute("CREATE INDEX feedback_book_created ON feedback (skillbook, created_at)")
+
+
+def m009_review_indexes(db: sqlite_utils.Database) -> None:
+    """Indexes for the review page's listings at a million traces (bench/data_scale.py).
+
+    Episodes newest first, of one skillbook or of all: without an index in that order SQLite
+    read and sorted every episode, working out each one's signal, to return fifty (1.7 s at
+    100,000 episodes); each index ends in `id`, the order's tie-break, so none needs a sort.
+    Errors only: a partial index holds just the failed traces, which are few, so the trace
+    writer's inserts pay almost nothing for it; the listing's `(status >= 400 OR error IS NOT
+    NULL)` term is the index's condition word for word, which is what lets SQLite use it."""
+    db.execute("CREATE INDEX episodes_book_last ON episodes (skillbook, last_at, id)")
+    db.execute("CREATE INDEX episodes_last ON episodes (last_at, id)")
+    db.execute("CREATE INDEX episodes_status_last ON episodes (status, last_at, id)")
+    db.execute("DROP INDEX episodes_ready")  # the same, ending in the order's tie-break too
+    db.execute("CREATE INDEX episodes_ready ON episodes (skillbook, status, last_at, id)")
+    failed = "WHERE (status >= 400 OR error IS NOT NULL)"
+    db.execute(f"CREATE INDEX traces_book_errors ON traces (skillbook, created_at) {failed}")
+    db.execute(f"CREATE INDEX traces_errors ON traces (created_at) {failed}")
+
+
+def m010_canary_test_fixed(db: sqlite_utils.Database) -> None:
+    """A canary keeps the sequential test it started with: `alpha` and `min_sessions` (which
+    tunes the boundary's mixing parameter) are copied from the skillbook's rules when it
+    starts, so changing the rules mid-run cannot move a running canary's boundary (its
+    guarantee holds only for a boundary fixed in advance). NULL on canaries started before
+    this migration: those read the live rules, as they did."""
+    db.execute("ALTER TABLE canaries ADD COLUMN alpha REAL")
+    db.execute("ALTER TABLE canaries ADD COLUMN min_sessions INTEGER")
+
+
 MIGRATIONS: list[Migration] = [
     m001_traces, m002_skillbooks, m003_learner, m004_trust, m005_learner_care, m006_trace_cost,
-    m007_trace_imports,
+    m007_trace_imports, m008_canaries, m009_review_indexes, m010_canary_test_fixed,
 ]  # fmt: skip
 
 

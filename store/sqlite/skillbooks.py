@@ -152,6 +152,7 @@ class SQLiteSkillbooks:
             )
             detail = {"version": version, "skills": [skill.id for skill in skills]}
             self.record_event(name, "freeze", actor, detail)
+            self.stop_canaries(name, actor, "the skillbook was frozen")
         return self.get(name)
 
     def unfreeze(self, name: str, *, actor: str) -> Skillbook:
@@ -184,6 +185,7 @@ class SQLiteSkillbooks:
             now = time.time()
             self._db.execute("UPDATE skillbooks SET deleted_at = ? WHERE name = ?", [now, name])
             self.record_event(name, "delete", actor, {}, now)
+            self.stop_canaries(name, actor, "the skillbook was deleted")
             self.bump_version(name)
         return self.get(name)
 
@@ -196,6 +198,15 @@ class SQLiteSkillbooks:
             self.record_event(name, "restore", actor, {})
             self.bump_version(name)
         return self.get(name)
+
+    def stop_canaries(self, name: str, actor: str, reason: str) -> None:
+        """End its running canaries, skills left as they were: a frozen or deleted skillbook
+        injects no canary, so its sessions would no longer say anything about one."""
+        self._db.execute(
+            "UPDATE canaries SET status = 'stopped', ended_at = ?, ended_by = ?, end_reason = ? "
+            "WHERE skillbook = ? AND status = 'running'",
+            [time.time(), actor, reason, name],
+        )
 
     def history(self, name: str) -> list[SkillbookEvent]:
         """Oldest first; a skillbook created by traffic starts with a `create` line of its

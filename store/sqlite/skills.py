@@ -12,7 +12,7 @@ import dataclasses
 import json
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
@@ -45,6 +45,9 @@ from store.rules import (
 from store.sqlite.skillbooks import SQLiteSkillbooks
 from store.sqlite.transaction import write_transaction
 
+if TYPE_CHECKING:
+    from store.sqlite.canaries import SQLiteCanaries
+
 COLUMNS = (
     "id", "skillbook", "section", "content", "status", "helpful", "harmful", "neutral",
     "revision", "created_at", "updated_at", "supersedes", "superseded_by", "prior_status",
@@ -57,6 +60,8 @@ class SQLiteSkills:
     def __init__(self, db: sqlite_utils.Database, skillbooks: SQLiteSkillbooks) -> None:
         self._db = db
         self._skillbooks = skillbooks
+        self.canaries: SQLiteCanaries | None = None
+        """Set by the store once both exist: transitions start, promote and stop canaries."""
 
     def create(
         self,
@@ -131,9 +136,11 @@ class SQLiteSkills:
     def get(self, skill_id: str) -> SkillDetail:
         found = self.snapshot(skill_id)
         fields = {f.name: getattr(found, f.name) for f in dataclasses.fields(Skill)}
+        canary = self.canaries.latest(skill_id) if self.canaries is not None else None
         return SkillDetail(
-            **fields, evidence=self.evidence(skill_id), history=self.history(skill_id)
-        )
+            **fields, evidence=self.evidence(skill_id), history=self.history(skill_id),
+            canary=canary,
+        )  # fmt: skip
 
     def snapshot(self, skill_id: str) -> Skill:
         """The skill without evidence or history."""
@@ -215,10 +222,24 @@ class SQLiteSkills:
         return BulkResult(action, [self.get(skill_id) for skill_id in ids])
 
     def transition_in_tx(
-        self, before: Skill, action: str, actor: str, note: str | None = None
+        self,
+        before: Skill,
+        action: str,
+        actor: str,
+        note: str | None = None,
+        *,
+        detail: dict[str, Any] | None = None,
+        canary_rules: bool = True,
     ) -> None:
+        """`detail`: figures an automatic decision was taken on, kept in the history;
+        `canary_rules` False for a canary's own decision (no new canary, none to end)."""
         if action not in ACTIONS:
             raise InvalidTransition(f"unknown action {action!r}: use {', '.join(ACTIONS)}")
+        hook = self.canaries if canary_rules else None
+        if hook is not None:
+            started, note = hook.on_transition(before, action, actor, note)
+            if started:
+                return  # the approval started a canary (the skillbook's rule)
         if before.deleted_at is not None:
             if action != "restore":
                 raise InvalidTransition(
@@ -241,7 +262,7 @@ class SQLiteSkills:
             changes["prior_status"] = before.status
         if changes["status"] == "active" and before.retire_reason:  # live again: a fresh start
             changes.update(retire_reason=None, retire_proposed_at=None)
-        self.apply_change(before, changes, action, actor, note=note)
+        self.apply_change(before, changes, action, actor, note=note, detail=detail)
         if changes["status"] == "active":
             self._went_live(self.snapshot(before.id), actor)
 
@@ -251,6 +272,8 @@ class SQLiteSkills:
             before = self.snapshot(skill_id)
             if before.deleted_at is not None:
                 raise InvalidTransition(f"skill {skill_id} is already deleted")
+            if self.canaries is not None:
+                self.canaries.on_transition(before, "delete", actor, None)
             self.apply_change(before, {"deleted_at": time.time()}, "delete", actor)
         return self.get(skill_id)
 
@@ -312,6 +335,8 @@ class SQLiteSkills:
             _refuse_deleted(before, "edit")
             changes = {k: v for k, v in changes.items() if getattr(before, k) != v}
             if changes:  # the same text again is no new revision
+                if self.canaries is not None:  # its figures would judge another text
+                    self.canaries.on_transition(before, "edit", actor, None)
                 self.apply_change(before, changes, "edit", actor)
         return self.get(skill_id)
 
@@ -436,16 +461,16 @@ class SQLiteSkills:
 
     def history(self, skill_id: str) -> list[SkillEvent]:
         rows = self._db.execute(
-            "SELECT revision, action, actor, at, before_json, after_json, note FROM skill_events "
-            "WHERE skill_id = ? ORDER BY seq",
+            "SELECT revision, action, actor, at, before_json, after_json, note, detail_json "
+            "FROM skill_events WHERE skill_id = ? ORDER BY seq",
             [skill_id],
         ).fetchall()
         return [
             SkillEvent(
                 rev, action, actor, at, json.loads(before) if before else None, json.loads(after),
-                note,
+                note, json.loads(detail) if detail else None,
             )
-            for rev, action, actor, at, before, after, note in rows
+            for rev, action, actor, at, before, after, note, detail in rows
         ]  # fmt: skip
 
     def apply_change(
@@ -458,6 +483,7 @@ class SQLiteSkills:
         now: float | None = None,
         bump: bool = True,
         note: str | None = None,
+        detail: dict[str, Any] | None = None,
     ) -> None:
         """Update a skill inside the caller's transaction: one new revision and its history
         event. The skillbook's version moves when the change touches an active skill, unless
@@ -470,7 +496,9 @@ class SQLiteSkills:
             [*changes.values(), now, before.id],
         )
         after = self.snapshot(before.id)
-        self.record_event(before.id, after.revision, action, actor, before, after, now, note)
+        self.record_event(
+            before.id, after.revision, action, actor, before, after, now, note, detail=detail
+        )
         if bump and "active" in (before.status, after.status):
             self._skillbooks.bump_version(after.skillbook)
 
@@ -484,12 +512,17 @@ class SQLiteSkills:
         after: Skill | dict[str, Any],
         at: float,
         note: str | None = None,
+        *,
+        detail: dict[str, Any] | None = None,
     ) -> None:
         self._db.execute(
             "INSERT INTO skill_events (skill_id, revision, action, actor, at, before_json, "
-            "after_json, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [skill_id, revision, action, actor, at, _snap(before), _snap(after), note],
-        )
+            "after_json, note, detail_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                skill_id, revision, action, actor, at, _snap(before), _snap(after), note,
+                None if detail is None else json.dumps(detail),
+            ],
+        )  # fmt: skip
 
 
 _OUTCOME_SQL = """

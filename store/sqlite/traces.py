@@ -50,12 +50,14 @@ _INSERTS = {len(columns): _insert(columns) for columns in (TRACE_COLUMNS, PRICED
 `proxy.tracing.row_values` builds it (`TRACE_COLUMNS`) stores it as NULL."""
 
 
+_DETAIL_COLUMNS = (*PRICED_COLUMNS, "source")
+
 IMPORT_TURN_SPACING_S = 1e-4
 """Between the turns of one imported conversation: (created_at, id) order is turn order."""
 _IMPORT_COLUMNS = (
     "id", "created_at", "skillbook", "format", "method", "path", "model", "status",
     "input_tokens", "output_tokens", "session_id", "request_json", "response_json", "source",
-    "source_id",
+    "source_id", "cost_usd",
 )  # fmt: skip
 _INSERT_IMPORTED = (
     f"INSERT INTO traces ({', '.join(_IMPORT_COLUMNS)}) "
@@ -146,7 +148,7 @@ class SQLiteTraces:
                 imported_trace_id(skillbook, c.source_id, n), start + n * IMPORT_TURN_SPACING_S,
                 skillbook, t.format, "POST", t.path, t.model, 200, t.input_tokens,
                 t.output_tokens, c.session_id, t.request_json, t.response_json, c.source,
-                c.source_id,
+                c.source_id, t.cost_usd,
             )
             for n, t in enumerate(c.turns)
         ]  # fmt: skip
@@ -169,10 +171,10 @@ class SQLiteTraces:
 
     def get(self, trace_id: str) -> Trace | None:
         cursor = self._db.conn.execute(
-            f"SELECT {', '.join(PRICED_COLUMNS)} FROM traces WHERE id = ?", (trace_id,)
+            f"SELECT {', '.join(_DETAIL_COLUMNS)} FROM traces WHERE id = ?", (trace_id,)
         )
         row = cursor.fetchone()
-        return decode_trace(PRICED_COLUMNS, row) if row else None
+        return decode_trace(_DETAIL_COLUMNS, row) if row else None
 
     def newest(
         self,

@@ -33,7 +33,7 @@ from typing import Any
 import sqlite_utils
 
 from store.errors import Conflict, InvalidContent, NotFound
-from store.records import ImportSummary, as_json
+from store.records import ImportSummary, Skill, as_json
 from store.rules import SNAPSHOT_KEYS, TRANSITIONS, skill_id_for
 from store.skillbook_document import (
     EVIDENCE_KEYS,
@@ -73,7 +73,10 @@ class SQLiteTransfer:
                 {key: e[key] for key in EVIDENCE_KEYS}
                 for e in as_json(self._skills.evidence(skill.id))
             ]
-            item["history"] = as_json(self._skills.history(skill.id))
+            item["history"] = [  # a canary decision's figures only where there are some
+                {k: v for k, v in event.items() if k != "detail" or v is not None}
+                for event in as_json(self._skills.history(skill.id))
+            ]
             exported.append(item)
         return {
             "format": FORMAT,
@@ -201,6 +204,7 @@ class SQLiteTransfer:
         if all(getattr(current, key) == skill[key] for key in SNAPSHOT_KEYS):
             return "unchanged"
         changes = {key: skill[key] for key in SNAPSHOT_KEYS}
+        self._end_canary(current, "edit", actor)
         self._skills.apply_change(current, changes, "import", actor, now=now, bump=False)
         return "updated"
 
@@ -220,6 +224,7 @@ class SQLiteTransfer:
             self._skills.record_event(
                 skill["id"], event["revision"], event["action"], event["actor"],
                 event["before"], event["after"], event["at"], event.get("note"),
+                detail=event.get("detail"),
             )  # fmt: skip
         self._merge_evidence(skill)
 
@@ -234,9 +239,16 @@ class SQLiteTransfer:
         for skill in self._skills.find(name):
             if skill.id not in kept and skill.status in TRANSITIONS["archive"]:
                 change = {"status": "archived", "prior_status": skill.status}
+                self._end_canary(skill, "archive", actor)
                 self._skills.apply_change(skill, change, "archive", actor, now=now, bump=False)
                 archived += 1
         return archived
+
+    def _end_canary(self, skill: Skill, action: str, actor: str) -> None:
+        """An imported change ends the skill's running canary as the same change by hand
+        would: its figures would judge a text or a status no longer served."""
+        if self._skills.canaries is not None:
+            self._skills.canaries.on_transition(skill, action, actor, None)
 
 
 def _relinked(skill: dict[str, Any], local: dict[str, str]) -> dict[str, Any]:

@@ -2,10 +2,11 @@
 // reviewer needs to decide (the text, the diagnosis that produced it, its evidence, the
 // existing skills it resembles, rewords or contradicts), and the retire proposals on live
 // skills. Approve, reject, edit then approve, or select several and change them all at once
-// (all or none: a refusal names each id that could not change). Keys: j/k move, a approve,
-// r reject, e edit, x select.
+// (all or none: a refusal names each id that could not change), or approve one as a canary
+// (a share of sessions only, canary.js). Keys: j/k move, a approve, r reject, e edit, x select.
 
 import { ApiError, get, post, query, segment } from "./api.js";
+import { canaryControl } from "./canary.js";
 import { diffView } from "./diff.js";
 import { badge, errorBox, fill, h, seg, toast, when } from "./dom.js";
 import { skillEditor } from "./editor.js";
@@ -164,6 +165,12 @@ export async function queuePage(root, args, ctx) {
       return `${skill.id}: ${DONE[action]}`;
     });
 
+  const canary = (skill, share) =>
+    act(async () => {
+      await post(`/skills/${segment(skill.id)}/canary`, { share });
+      return `${skill.id}: canary for ${share}% of sessions`;
+    });
+
   // the reason a reviewer gives goes into the skill's history with the change
   const noteOf = (button) => {
     const field = button.closest(".actions").querySelector("input[name=note]");
@@ -255,6 +262,9 @@ export async function queuePage(root, args, ctx) {
           { class: "actions" },
           h("button", { type: "button", class: "primary", name: "approve",
             onclick: () => change(skill, "approve") }, "Approve"),
+          detail.canary && detail.canary.status === "running"
+            ? badge(`canary ${detail.canary.share}%`, "canary")
+            : canaryControl((share) => canary(skill, share)),
           h("button", { type: "button", name: "reject",
             onclick: (event) => change(skill, "reject", noteOf(event.currentTarget)) }, "Reject"),
           h("input", { type: "text", name: "note", maxlength: "500",

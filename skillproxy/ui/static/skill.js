@@ -1,9 +1,10 @@
 // One skill: its text and status, counters, every revision with a word diff of what it changed
 // and a rollback to it, the evidence (each trace opens as a conversation, with the diagnosis
 // that cited it), and the outcome figures: episodes it was injected into against comparable
-// ones without it.
+// ones without it; a canary control beside Approve and, once it had one, its canary panel.
 
 import { get, post, segment } from "./api.js";
+import { canaryControl, canaryPanel } from "./canary.js";
 import { diffView } from "./diff.js";
 import { badge, fill, h, number, seg, toast, when } from "./dom.js";
 import { skillEditor } from "./editor.js";
@@ -77,13 +78,16 @@ export async function skillPage(root, args, ctx) {
   let editing = false;
   let skill;
   let outcome;
+  let canary = null;
   const reflections = new Map();
 
   async function load() {
+    const soft = (exc) => (exc.auth ? Promise.reject(exc) : exc);
     [skill, outcome] = await Promise.all([
       get(`/skills/${segment(id)}`),
-      get(`/skills/${segment(id)}/outcomes`).catch((exc) => (exc.auth ? Promise.reject(exc) : exc)),
+      get(`/skills/${segment(id)}/outcomes`).catch(soft),
     ]);
+    canary = skill.canary ? await get(`/skills/${segment(id)}/canary`).catch(soft) : null;
     const seqs = [...new Set(skill.evidence.map((e) => e.reflection).filter((s) => s != null))];
     await Promise.all(seqs.filter((seq) => !reflections.has(seq)).slice(0, 20).map(async (seq) => {
       reflections.set(seq, await get(`/reflections/${seq}`).catch(() => null));
@@ -106,6 +110,13 @@ export async function skillPage(root, args, ctx) {
     () => post(`/skills/${segment(id)}/${action}`),
     `${id}: ${action.replace(/e$/, "")}ed`,
   );
+
+  const startCanary = (share) => act(
+    () => post(`/skills/${segment(id)}/canary`, { share }),
+    `${id}: canary for ${share}% of sessions`,
+  );
+  const stopCanary = () => act(() => post(`/skills/${segment(id)}/canary/stop`),
+    `${id}: canary stopped`);
 
   const rollback = (revision) => act(
     () => post(`/skills/${segment(id)}/rollback`, { revision }),
@@ -161,10 +172,14 @@ export async function skillPage(root, args, ctx) {
       class: action === "approve" ? "primary" : "",
       onclick: () => transition(action),
     }, action[0].toUpperCase() + action.slice(1)));
+    const running = skill.canary && skill.canary.status === "running";
+    const canaryable = ["pending", "active"].includes(skill.status) && !skill.deleted_at;
+    if (canaryable && !running) actions.splice(1, 0, canaryControl(startCanary));
     fill(root, 
       h("div", { class: "page-head" },
         h("h1", {}, skill.id),
         badge(skill.status, `status ${skill.status}`),
+        running ? badge(`canary ${skill.canary.share}%`, "canary") : null,
         badge(skill.section, "section"),
         h("a", { href: `#/book/${seg(skill.skillbook)}` }, `Skillbook ${skill.skillbook}`),
         h("a", { href: `#/queue/${seg(skill.skillbook)}` }, "Queue")),
@@ -181,6 +196,8 @@ export async function skillPage(root, args, ctx) {
           render();
         } }, "Edit")),
       facts(skill),
+      canary ? h("h2", {}, "Canary") : null,
+      canary ? canaryPanel(canary, stopCanary) : null,
       h("h2", {}, "Outcomes"),
       outcomeView(outcome),
       h("h2", {}, `Evidence (${skill.evidence.length})`),
