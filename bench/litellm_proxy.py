@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from procs import BENCH, Fleet, Server, free_port, log_tail
+from procs import BENCH, Fleet, Server, free_port, install_steps
 
 VENV = BENCH / ".venv-litellm"
 PYTHON = VENV / "bin" / "python"
@@ -37,21 +37,9 @@ def ensure_installed(log: Path) -> str:
             [sys.executable, "-m", "venv", "--clear", str(VENV)],
             [str(PYTHON), "-m", "pip", "install", "-q", "--disable-pip-version-check", REQUIREMENT],
         ]
-        with log.open("ab") as out:
-            for argv in steps:
-                try:
-                    done = subprocess.run(
-                        argv, stdout=out, stderr=subprocess.STDOUT, timeout=INSTALL_TIMEOUT_S
-                    )
-                except subprocess.TimeoutExpired:
-                    raise LiteLLMUnavailable(
-                        f"`{' '.join(argv[-2:])}` did not finish within {INSTALL_TIMEOUT_S:.0f} s"
-                    ) from None
-                if done.returncode != 0:
-                    raise LiteLLMUnavailable(
-                        f"`{' '.join(argv[2:])}` failed with exit code {done.returncode}: "
-                        + log_tail(log, 3).replace("\n", " | ")
-                    )
+        failed = install_steps(steps, log, INSTALL_TIMEOUT_S)
+        if failed is not None:
+            raise LiteLLMUnavailable(failed)
         STAMP.write_text(REQUIREMENT + "\n")
     probe = [str(PYTHON), "-c", "import importlib.metadata as m; print(m.version('litellm'))"]
     found = subprocess.run(probe, capture_output=True, text=True, timeout=60)

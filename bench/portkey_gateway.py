@@ -29,7 +29,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from procs import BENCH, Fleet, Server, free_port, log_tail
+from procs import BENCH, Fleet, Server, free_port, install_steps, log_tail
 
 DIR = BENCH / ".node-portkey"
 PACKAGE = "@portkey-ai/gateway"
@@ -84,18 +84,13 @@ def ensure_installed(log: Path) -> str:
         if not manifest.exists():
             manifest.write_text('{"name": "bench-portkey", "private": true}\n')
         argv = [npm, "install", "--no-audit", "--no-fund", "--loglevel=error", PACKAGE]
-        with log.open("ab") as out:
-            try:
-                done = subprocess.run(
-                    argv, cwd=DIR, stdout=out, stderr=subprocess.STDOUT, timeout=INSTALL_TIMEOUT_S
-                )
-            except subprocess.TimeoutExpired:
-                raise PortkeyUnavailable(
-                    f"`npm install {PACKAGE}` did not finish within {INSTALL_TIMEOUT_S:.0f} s"
-                ) from None
-        if done.returncode != 0 or not SERVER_JS.exists():
+        named = f"npm install {PACKAGE}"
+        failed = install_steps([argv], log, INSTALL_TIMEOUT_S, cwd=DIR, name=named)
+        if failed is not None:
+            raise PortkeyUnavailable(failed)
+        if not SERVER_JS.exists():
             raise PortkeyUnavailable(
-                f"`npm install {PACKAGE}` failed with exit code {done.returncode}: "
+                f"`{named}` finished but left no {SERVER_JS.relative_to(DIR)}: "
                 + log_tail(log, 3).replace("\n", " | ")
             )
         STAMP.write_text(PACKAGE + "\n")

@@ -51,6 +51,33 @@ def log_tail(path: Path, lines: int = 20) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
+def install_steps(
+    steps: list[list[str]],
+    log: Path,
+    timeout_s: float,
+    *,
+    cwd: Path | None = None,
+    name: str | None = None,
+) -> str | None:
+    """Run a peer's install commands in turn, their output appended to `log`; None when all
+    succeeded, else why the first did not, in words RESULTS.md can show (`name` names the step
+    there, else its arguments)."""
+    with log.open("ab") as out:
+        for argv in steps:
+            try:
+                done = subprocess.run(
+                    argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout_s
+                )
+            except subprocess.TimeoutExpired:
+                return f"`{name or ' '.join(argv[-2:])}` did not finish within {timeout_s:.0f} s"
+            if done.returncode != 0:
+                return (
+                    f"`{name or ' '.join(argv[2:])}` failed with exit code {done.returncode}: "
+                    + log_tail(log, 3).replace("\n", " | ")
+                )
+    return None
+
+
 def cpu_seconds(pid: int, tid: int | None = None) -> float:
     """User + system CPU time of a process, all its threads and live child processes included
     (skillproxy's trace sink is one), or of one thread."""

@@ -33,7 +33,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from procs import BENCH, Fleet, Server, log_tail
+from procs import BENCH, Fleet, Server, install_steps, log_tail
 
 VENV = BENCH / ".venv-tensorzero"
 PYTHON = VENV / "bin" / "python"
@@ -58,21 +58,9 @@ def ensure_installed(log: Path) -> str:
             [sys.executable, "-m", "venv", "--clear", str(VENV)],
             [str(PYTHON), "-m", "pip", "install", "-q", "--disable-pip-version-check", REQUIREMENT],
         ]
-        with log.open("ab") as out:
-            for argv in steps:
-                try:
-                    done = subprocess.run(
-                        argv, stdout=out, stderr=subprocess.STDOUT, timeout=INSTALL_TIMEOUT_S
-                    )
-                except subprocess.TimeoutExpired:
-                    raise TensorZeroUnavailable(
-                        f"`{' '.join(argv[-2:])}` did not finish within {INSTALL_TIMEOUT_S:.0f} s"
-                    ) from None
-                if done.returncode != 0:
-                    raise TensorZeroUnavailable(
-                        f"`{' '.join(argv[2:])}` failed with exit code {done.returncode}: "
-                        + log_tail(log, 3).replace("\n", " | ")
-                    )
+        failed = install_steps(steps, log, INSTALL_TIMEOUT_S)
+        if failed is not None:
+            raise TensorZeroUnavailable(failed)
         STAMP.write_text(REQUIREMENT + "\n")
     probe = [
         str(PYTHON),
