@@ -175,18 +175,36 @@ __all__ = [
     "ADMIN_TOKEN", "TRACE_COLUMNS", "Cli", "RunningProxy", "cli", "make_proxy", "proxy",
     "proxy_config",
     "sink_pid",
+    "sink_pids",
+    "wait_for",
 ]  # fmt: skip
 
 
-def sink_pid(proxy: RunningProxy) -> int:
-    """The pid of the proxy's trace sink process (found by its store URL in /proc)."""
-    url = proxy.config.store.url.encode()
+def sink_pids(store_url: str) -> list[int]:
+    """The pids of the trace sink processes writing to `store_url` (found in /proc)."""
+    pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"proxy.trace_sink" in cmdline and url in cmdline:
-                return int(entry)
-    raise AssertionError("no trace sink process")
+            if b"proxy.trace_sink" in cmdline and store_url.encode() in cmdline:
+                pids.append(int(entry))
+    return pids
+
+
+def sink_pid(proxy: RunningProxy) -> int:
+    """The pid of the proxy's trace sink process."""
+    pids = sink_pids(proxy.config.store.url)
+    if not pids:
+        raise AssertionError("no trace sink process")
+    return pids[0]
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Until `check()` holds, polling every 50 ms; fails the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.harness import Cli, RunningProxy
+from tests.harness import Cli, RunningProxy, wait_for
 
 BOOK = "support"
 RULE = "When a customer asks for a refund, check the order date before promising anything."
@@ -112,19 +112,16 @@ def report(proxy: RunningProxy, skill_id: str) -> dict[str, Any]:
     return dict(answer.json())
 
 
+WAIT_S = 5.0
+"""How long a canary decision may take to show: the watch looks every 50 ms here."""
+
+
 def ended(proxy: RunningProxy, skill_id: str) -> Callable[[], bool]:
     def check() -> bool:
         time.sleep(0.15)  # the watch polls every refresh interval (50 ms here)
         return bool(skill(proxy, skill_id)["canary"]["status"] != "running")
 
     return check
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -148,7 +145,7 @@ def test_a_helpful_rule_is_promoted_on_evidence(canary_proxy: RunningProxy) -> N
         proxy, RULE, lambda has: 0.9 if has else 0.2, sessions=300, seed=1, prefix="help",
         until=ended(proxy, rule_id),
     )  # fmt: skip
-    wait_for(ended(proxy, rule_id))
+    wait_for(ended(proxy, rule_id), timeout=WAIT_S)
     shown = skill(proxy, rule_id)
     assert shown["status"] == "active"
     assert shown["canary"]["status"] == "promoted"
@@ -174,7 +171,7 @@ def test_a_harmful_rule_is_withdrawn_and_a_person_can_bring_it_back(
         proxy, RULE, lambda has: 0.2 if has else 0.9, sessions=300, seed=3, prefix="harm",
         until=ended(proxy, rule_id),
     )  # fmt: skip
-    wait_for(ended(proxy, rule_id))
+    wait_for(ended(proxy, rule_id), timeout=WAIT_S)
     shown = skill(proxy, rule_id)
     assert (shown["status"], shown["canary"]["status"]) == ("archived", "withdrawn")
     archive = [e for e in shown["history"] if e["action"] == "archive"][-1]
@@ -309,7 +306,7 @@ def test_notify_records_the_verdict_once_and_acts_on_nothing(
         proxy, RULE, lambda has: 1.0 if has else 0.0, sessions=200, seed=9, prefix="tell",
         until=told,
     )  # fmt: skip
-    wait_for(told)
+    wait_for(told, timeout=WAIT_S)
     drive(proxy, RULE, lambda has: 1.0 if has else 0.0, sessions=10, seed=10, prefix="more")
     time.sleep(0.3)
     shown = skill(proxy, rule_id)
@@ -480,10 +477,10 @@ def test_changing_the_rules_wakes_the_watch(make_proxy: Callable[..., RunningPro
         proxy, RULE, lambda has: 1.0 if has else 0.0, sessions=200, seed=13, prefix="wake",
         until=told, turns=1,
     )  # fmt: skip
-    wait_for(told)
+    wait_for(told, timeout=WAIT_S)
     time.sleep(1.2)  # past the watch's gap (20 intervals): every feedback has been looked at
     rules(proxy, on_win="promote")  # no feedback comes after this: only the rules moved
-    wait_for(ended(proxy, rule_id))
+    wait_for(ended(proxy, rule_id), timeout=WAIT_S)
     assert skill(proxy, rule_id)["status"] == "active"
 
 

@@ -30,7 +30,7 @@ from store import TRACE_COLUMNS, open_store
 from tests.fakes import replies
 from tests.fakes.provider import FakeProvider
 from tests.fakes.server_thread import ServerThread
-from tests.harness import RunningProxy, proxy_config, sink_pid
+from tests.harness import RunningProxy, proxy_config, sink_pid, wait_for
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -38,13 +38,6 @@ CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 def health(proxy: RunningProxy) -> dict[str, int]:
     stats: dict[str, int] = httpx.get(proxy.url + "/healthz").json()["traces"]
     return stats
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.05)
 
 
 def peak_rss_kib(pid: int) -> int:

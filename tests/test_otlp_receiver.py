@@ -29,6 +29,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from learner.episodes import group_new_traces
 from store import open_store
 from tests.harness import ADMIN_TOKEN, RunningProxy
+from tests.test_trace_import import imported
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "import" / "otlp-genai.jsonl"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -54,14 +55,6 @@ STATUS = _status_type()
 
 def post(proxy: RunningProxy, body: bytes, headers: dict[str, str]) -> httpx.Response:
     return httpx.post(proxy.url + "/otlp/v1/traces", content=body, headers=headers)
-
-
-def imported(proxy: RunningProxy, skillbook: str) -> list[Any]:
-    store = open_store(proxy.config.store.url)
-    try:
-        return list(store.traces.imported(skillbook))
-    finally:
-        store.close()
 
 
 def text(key: str, value: str) -> KeyValue:

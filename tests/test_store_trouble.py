@@ -25,7 +25,7 @@ from store import open_store
 from store.errors import StoreCorrupt, StoreUnavailable
 from store.sqlite.db import PAGE_SIZE, open_database
 from store.worker import LOCK_WAIT_S
-from tests.harness import RunningProxy
+from tests.harness import RunningProxy, wait_for
 
 RULE = "When a customer asks for a refund, check the order date before promising anything."
 
@@ -84,13 +84,6 @@ def health(proxy: RunningProxy) -> dict[str, Any]:
     body: dict[str, Any] = response.json()
     assert set(body["traces"]) >= {"queued", "written", "dropped", "lost", "store_errors"}
     return body
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
 
 
 def feedback_rows(proxy: RunningProxy) -> list[tuple[Any, ...]]:

@@ -22,7 +22,7 @@ from store import open_store
 from store.records import as_json
 from store.sqlite.db import open_database
 from tests.fakes import replies
-from tests.harness import RunningProxy
+from tests.harness import RunningProxy, sink_pids
 
 
 def post(proxy: RunningProxy, **extra: object) -> httpx.Response:
@@ -133,29 +133,16 @@ def test_full_queue_blocks_briefly_when_configured(make_proxy: Callable[..., Run
     assert health(proxy)["dropped"] == 0
 
 
-def _sink_pids(db_path: str) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if b"proxy.trace_sink" in cmdline and db_path.encode() in cmdline:
-                pids.append(int(entry))
-    return pids
-
-
 def test_a_killed_trace_sink_is_restarted_and_loses_nothing(proxy: RunningProxy) -> None:
     assert post(proxy).status_code == 200
     proxy.traces(1)
-    [pid] = _sink_pids(proxy.config.store.url)
+    [pid] = sink_pids(proxy.config.store.url)
     os.kill(pid, signal.SIGKILL)
     for _ in range(3):
         assert post(proxy).status_code == 200
     proxy.traces(4)
     assert health(proxy)["lost"] == 0
-    assert _sink_pids(proxy.config.store.url) != [pid]
+    assert sink_pids(proxy.config.store.url) != [pid]
 
 
 def test_sink_stores_a_record_whose_values_marshal_refuses(tmp_path: Path) -> None:
