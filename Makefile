@@ -59,8 +59,11 @@ eval-offline: setup tau2
 	  --arms baseline,learned,placebo,noop --out $(or $(EVAL_OUT),eval-out-offline)
 
 # pytest exits 5 when a selection runs no test; that is a failure of the selection, say so.
+# The suite runs on every core, one test file per worker at a time (a file's module fixtures,
+# such as the eval harness's scripted run, are then built once); TEST_WORKERS=0 runs it serially.
+TEST_WORKERS ?= auto
 test: setup browser tau2
-	$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests were collected"; fi; exit $$rc
 
 lint: setup

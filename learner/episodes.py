@@ -60,6 +60,7 @@ from dataclasses import dataclass
 
 from core.formats import FORMATS, Message
 from learner.conversation_keys import (
+    LegacyKeys,
     claim_keys,
     head_keys,
     is_content_hash,
@@ -123,7 +124,7 @@ class _Trace:
     tenant: str  # the key fingerprint, "" without a key
     session: str | None
     lookups: list[str]  # head keys to try, best first
-    legacy: list[str]  # the same, as grouping wrote them before tenants were told apart
+    legacy: LegacyKeys  # the same, as grouping wrote them before tenants were told apart
     heads: list[str]  # head keys this trace leaves for the turns after it
 
 
@@ -281,7 +282,7 @@ class _Heads:
             self._read(book, [key])
         return self._known[(book, key)]
 
-    def find(self, book: str, keys: list[str]) -> tuple[str | None, str | None]:
+    def find(self, book: str, keys: Iterable[str]) -> tuple[str | None, str | None]:
         """The first of `keys` that is a head, and its episode."""
         return next(((k, e) for k in keys if (e := self.get(book, k))), (None, None))
 
@@ -336,7 +337,7 @@ class _Heads:
         for book, keys in wanted.items():
             self._read(book, keys)
         more: dict[str, set[str]] = {}
-        for trace in traces:
+        for position, trace in enumerate(traces):
             book = trace.skillbook
             if trace.session is not None:
                 continue
@@ -344,7 +345,9 @@ class _Heads:
             stored = (k for k, e in zip(trace.lookups, known, strict=True) if e)
             if (found := next(stored, None)) is not None and is_content_hash(found):
                 more.setdefault(book, set()).add(f"{found}<{self._known[(book, found)]}")
-            elif all(e is None for e in known):  # no head of this tenant: the old keys then
+            elif all(e is None for e in known) and not any(
+                left.get((book, k), position) < position for k in trace.lookups
+            ):  # no head of this tenant, stored or left by an earlier trace: the old keys then
                 more.setdefault(book, set()).update(trace.legacy)
         for book, keys in more.items():
             self._read(book, keys)

@@ -9,6 +9,9 @@ from __future__ import annotations
 import os
 
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+# The CLI fits its tables to $COLUMNS; pytest-xdist's workers set it to 80, and the tests read
+# the CLI's output as a pipe gets it, whole (the one test of truncation sets its own width).
+os.environ.pop("COLUMNS", None)
 
 from tests.fakes.fixtures import fake_provider
 from tests.fakes.network_guard import install_loopback_guard

@@ -315,7 +315,7 @@ def test_a_turn_looks_up_the_head_the_turn_before_left_for_its_tenant() -> None:
     assert left is not None and asked is not None and other is not None
     assert left.lookups == [] and asked.heads == []  # nothing before it; no answer to leave
     assert asked.lookups == left.heads and other.lookups != left.heads
-    assert asked.legacy == other.legacy == [hashes(chat.conversation(first, reply))[-1]]
+    assert list(asked.legacy) == list(other.legacy) == [hashes(chat.conversation(first, reply))[-1]]
     assert head_keys(chat, {"messages": []}, reply, "fp_a", {}) is None
 
 

@@ -151,9 +151,15 @@ def _message(raw: Any, default_role: str | None = None) -> Message | None:
     role = _ROLES.get(role) if isinstance(role, str) else None
     if role is None:
         return None
-    content = text_of(raw.get("content"))
+    content = raw.get("content")
+    if type(content) is not str:  # the usual plain string skips the parts walk
+        content = text_of(content)
     if not content and isinstance(raw.get("refusal"), str):
         content = raw["refusal"]
+    tool_call_id = raw.get("tool_call_id") if role == "tool" else None
+    tool_call_id = str(tool_call_id) if tool_call_id else None
+    if "tool_calls" not in raw and "function_call" not in raw:  # most messages: no calls
+        return Message(role, content, (), tool_call_id)
     calls: list[ToolCall] = []
     for call in as_list(raw.get("tool_calls")):
         function = call.get("function") if isinstance(call, dict) else None
@@ -164,8 +170,7 @@ def _message(raw: Any, default_role: str | None = None) -> Message | None:
     if isinstance(legacy, dict):
         arguments = json_text(legacy.get("arguments"))
         calls.append(ToolCall("", str(legacy.get("name") or ""), arguments))
-    tool_call_id = raw.get("tool_call_id") if role == "tool" else None
-    return Message(role, content, tuple(calls), str(tool_call_id) if tool_call_id else None)
+    return Message(role, content, tuple(calls), tool_call_id)
 
 
 class ChatFormat:
