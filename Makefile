@@ -70,7 +70,7 @@ lint: setup
 	$(VENV)/bin/ruff check skillproxy core proxy learner store tests bench
 	$(VENV)/bin/mypy
 
-# The whole suite, set-up included (8-12 min; LiteLLM goes into bench/.venv-litellm once,
+# The whole suite, set-up included (~35 min with the data at scale; LiteLLM goes into bench/.venv-litellm once,
 # TensorZero into bench/.venv-tensorzero, Portkey's gateway into bench/.node-portkey).
 # `make bench BENCH_ARGS=--quick` is a 1-3 min smoke run into bench/out/RESULTS-quick.md.
 BENCH_ARGS ?=

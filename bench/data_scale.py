@@ -187,6 +187,10 @@ async def measure(path: Path, skill: str, repeat: int) -> list[tuple[str, float,
     return results
 
 
+SUMMARY_MARK = "summary: "
+"""The last line starts with it and carries the figures as JSON, for `make bench` to read."""
+
+
 def verdict(passed: bool) -> str:
     return "PASS" if passed else "MISS"
 
@@ -234,6 +238,16 @@ def main() -> None:
     for name, p50, p95, targeted in rows:
         target = verdict(p50 <= CALL_TARGET_MS) if targeted else "(not a target)"
         print(f"| {name} | {p50:.1f} | {p95:.1f} | {target} |")
+    summary = {
+        "traces": args.traces,
+        "skills": args.skills,
+        "grouping": grouping,
+        "grouping_target_per_s": GROUPING_TARGET_PER_S,
+        "grouping_target_mb": GROUPING_TARGET_MB,
+        "call_target_ms": CALL_TARGET_MS,
+        "calls": rows,
+    }
+    print(f"\n{SUMMARY_MARK}{json.dumps(summary)}")
 
 
 if __name__ == "__main__":

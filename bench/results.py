@@ -20,6 +20,8 @@ from overhead import (
 )
 from procs import ROOT
 from report import machine, spread, table, verdict
+from scale_probe import ScaleResult
+from scale_probe import section as scale_section
 from store_bench import BATCH_SIZE
 
 FLAT_GROWTH_MB = 10.0
@@ -75,6 +77,7 @@ class Results:
     admin_ms: dict[str, list[float]] = field(default_factory=dict)
     tiktoken_mb: dict[str, float] = field(default_factory=dict)
     learner: list[LearnerRow] = field(default_factory=list)
+    scale: ScaleResult | None = None
 
 
 def _commit() -> str:
@@ -360,8 +363,11 @@ def render(plan: Plan, out: Results) -> str:
     over, over_verdicts = overhead_section(plan, out)
     mem, mem_verdicts = memory_section(plan, out)
     lines = [*header(plan, out), ""]
-    lines += [*targets_section(over_verdicts + mem_verdicts, out.profile is not None), ""]
-    for part in (over, mem, store_section(plan, out)):
+    scale_verdicts: Verdicts = [(True, text) for text in (out.scale.verdicts if out.scale else [])]
+    verdicts = over_verdicts + mem_verdicts + scale_verdicts
+    lines += [*targets_section(verdicts, out.profile is not None), ""]
+    scale = scale_section(out.scale) if out.scale is not None else []
+    for part in (over, mem, store_section(plan, out), scale):
         if part:
             lines += [*part, ""]
     if out.learner:

@@ -1,4 +1,4 @@
-"""The whole benchmark suite in one go: overhead, memory, store, learner; writes RESULTS.md.
+"""The whole benchmark suite in one go: overhead, memory, store, learner, scale; writes RESULTS.md.
 
     .venv/bin/python bench/run_all.py          # full: 8-12 min, writes bench/RESULTS.md
     .venv/bin/python bench/run_all.py --quick  # smoke: 1-2 min, writes bench/out/RESULTS-quick.md
@@ -27,6 +27,7 @@ import memory
 import overhead
 import peers
 import profiling
+import scale_probe
 import store_bench
 from admin_api import SKILLBOOK, injected, seed_skills
 from loadgen import FORMATS
@@ -37,6 +38,7 @@ from servers import SKILLPROXY_CMD, start_floor, start_skillproxy, start_upstrea
 
 QUIET_LOAD = 1.0
 QUIET_WAIT_S = 180.0
+SCALE_TIMEOUT_S = 1800.0
 
 
 def plan_from(args: argparse.Namespace) -> Plan:
@@ -190,8 +192,8 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,32", help="client counts (default 1,32)")
     parser.add_argument(
         "--sections",
-        default="overhead,memory,store,learner",
-        help="subset of overhead,memory,store,learner",
+        default="overhead,memory,store,learner,scale",
+        help="subset of overhead,memory,store,learner,scale",
     )
     parser.add_argument(
         "--formats",
@@ -210,7 +212,7 @@ def main() -> None:
         parser.error("repeat must be 1..10, duration 0..60 s, concurrency >= 1")
     if not 0 <= plan.skills <= 1000:
         parser.error("--skills must be 0..1000")
-    unknown = set(plan.sections) - {"overhead", "memory", "store", "learner"}
+    unknown = set(plan.sections) - {"overhead", "memory", "store", "learner", "scale"}
     if unknown:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
     bad = set(plan.formats) - set(FORMATS)
@@ -241,6 +243,9 @@ def main() -> None:
         sys.exit(f"error: {exc}")
     if "learner" in plan.sections:
         out.learner = learner_probe.rows(plan.quick, plan.learner_timeout)
+    if "scale" in plan.sections:
+        progress("data at scale: bench/data_scale.py (1M traces, ~10 min)")
+        out.scale = scale_probe.run(plan.quick, SCALE_TIMEOUT_S)
     out.load_at_end = load_average()
     out.wall_s = time.monotonic() - began
     text = render(plan, out)
