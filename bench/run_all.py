@@ -1,6 +1,6 @@
 """The whole benchmark suite in one go: overhead, memory, store, learner, scale; writes RESULTS.md.
 
-    .venv/bin/python bench/run_all.py          # full: 8-12 min, writes bench/RESULTS.md
+    .venv/bin/python bench/run_all.py          # full: ~30 min, writes bench/RESULTS.md
     .venv/bin/python bench/run_all.py --quick  # smoke: 1-2 min, writes bench/out/RESULTS-quick.md
 
 Set-up is part of the run (LiteLLM's proxy is installed once into bench/.venv-litellm,
@@ -244,7 +244,8 @@ def main() -> None:
     if "learner" in plan.sections:
         out.learner = learner_probe.rows(plan.quick, plan.learner_timeout)
     if "scale" in plan.sections:
-        progress("data at scale: bench/data_scale.py (1M traces, ~10 min)")
+        size = "20,000 traces" if plan.quick else "1M traces, ~5-10 min"
+        progress(f"data at scale: bench/data_scale.py ({size})")
         out.scale = scale_probe.run(plan.quick, SCALE_TIMEOUT_S)
     out.load_at_end = load_average()
     out.wall_s = time.monotonic() - began
