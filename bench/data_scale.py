@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from aiohttp import ClientSession, web  # noqa: E402
 from episodes import conversation  # noqa: E402
+from scale_probe import MARK as SUMMARY_MARK  # noqa: E402
 
 from core.config import load_config  # noqa: E402
 from learner.episodes import group_new_traces  # noqa: E402
@@ -185,10 +186,6 @@ async def measure(path: Path, skill: str, repeat: int) -> list[tuple[str, float,
     finally:
         await runner.cleanup()
     return results
-
-
-SUMMARY_MARK = "summary: "
-"""The last line starts with it and carries the figures as JSON, for `make bench` to read."""
 
 
 def verdict(passed: bool) -> str:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from procs import BENCH, ROOT
+from procs import BENCH, ROOT, run_script
 
 EPISODES = BENCH / "episodes.py"
 LEARNER_COST = BENCH / "learner_cost.py"
@@ -45,14 +45,9 @@ def _run(label: str, script: str, quick: bool, timeout: float) -> LearnerRow:
             argv.append("--quick")
         elif "--traces" in helped.stdout:
             argv += ["--traces", str(QUICK_TRACES)]
-    try:
-        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return LearnerRow(label, f"bench/{script} did not finish within {timeout:.0f} s")
-    lines = [line for line in done.stdout.splitlines() if line.strip()]
-    if done.returncode != 0 or not lines:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return LearnerRow(label, f"bench/{script} failed (exit {done.returncode}): {tail}")
+    lines, failure = run_script(argv, timeout)
+    if failure is not None:
+        return LearnerRow(label, f"bench/{script} {failure}")
     shown = " ".join(argv[1:]).replace(str(ROOT) + "/", "")
     return LearnerRow(label, f"{lines[-1].strip()} (`python {shown}`)")
 

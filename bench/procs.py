@@ -17,7 +17,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -76,6 +76,27 @@ def install_steps(
                     + log_tail(log, 3).replace("\n", " | ")
                 )
     return None
+
+
+def _not_blank(line: str) -> bool:
+    return bool(line.strip())
+
+
+def run_script(
+    argv: list[str], timeout_s: float, keep: Callable[[str], bool] = _not_blank
+) -> tuple[list[str], str | None]:
+    """Run a bench script as it is, from the repository root: the lines of its output that
+    `keep` accepts (by default the non-empty ones), and why it failed (None when it exited 0
+    and printed such a line), in words RESULTS.md can show."""
+    try:
+        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return [], f"did not finish within {timeout_s:.0f} s"
+    lines = [line for line in done.stdout.splitlines() if keep(line)]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return lines, f"failed (exit {done.returncode}): {tail}"
+    return lines, None
 
 
 def cpu_seconds(pid: int, tid: int | None = None) -> float:

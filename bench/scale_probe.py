@@ -8,17 +8,17 @@ from those, so the targets read the same here as in its own output.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from procs import BENCH, ROOT
+from procs import BENCH, ROOT, run_script
 from report import table, verdict
 
 SCRIPT = BENCH / "data_scale.py"
 QUICK_ARGS = ["--traces", "20000", "--skills", "500", "--repeat", "5"]
-MARK = "summary: "  # data_scale.SUMMARY_MARK; not imported: the script runs in its own process
+MARK = "summary: "
+"""data_scale.py's last line starts with it and carries the figures as JSON."""
 
 
 @dataclass
@@ -32,15 +32,10 @@ class ScaleResult:
 def run(quick: bool, timeout: float) -> ScaleResult:
     argv = [sys.executable, str(SCRIPT), *(QUICK_ARGS if quick else [])]
     command = "python " + " ".join(argv[1:]).replace(str(ROOT) + "/", "")
-    try:
-        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return ScaleResult(command, failure=f"did not finish within {timeout:.0f} s")
-    last = [line for line in done.stdout.splitlines() if line.startswith(MARK)]
-    if done.returncode != 0 or not last:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return ScaleResult(command, failure=f"failed (exit {done.returncode}): {tail}")
-    result = ScaleResult(command, summary=json.loads(last[-1][len(MARK) :]))
+    marked, failure = run_script(argv, timeout, keep=lambda line: line.startswith(MARK))
+    if failure is not None:
+        return ScaleResult(command, failure=failure)
+    result = ScaleResult(command, summary=json.loads(marked[-1][len(MARK) :]))
     result.verdicts = verdicts(result.summary or {})
     return result
 
